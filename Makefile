@@ -1,0 +1,15 @@
+# One entry point for people and CI. `make test` works from a fresh clone.
+.PHONY: setup test lint bench serve
+
+setup:
+	bash scripts/setup.sh
+
+test: setup
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest
+
+lint: setup
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+bench: setup
+	.venv/bin/python -m benchmarks.bench_verify

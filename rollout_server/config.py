@@ -1,0 +1,47 @@
+"""Server configuration: one pydantic-settings model, filled from the command line and ROLLOUT_* env vars."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServerConfig(BaseSettings):
+    """Teacher verification service (python -m rollout_server --help)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROLLOUT_",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        extra="forbid",
+        protected_namespaces=(),
+    )
+
+    model: str = Field(description="Teacher: a Hugging Face model directory (or hub id where reachable).")
+    served_model_name: str | None = Field(None, description="Name reported to clients (default: --model).")
+    host: str = Field("127.0.0.1", description="Bind address; use 0.0.0.0 only behind a trusted network.")
+    port: int = Field(8000, ge=0, le=65535)
+    api_key: str | None = Field(
+        None, description="If set, every route but /health needs 'Authorization: Bearer <key>'."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    max_model_len: int | None = Field(
+        None, ge=2, description="Longest context + draft served (default: the model's own limit - 1)."
+    )
+    kv_cache_gib: float | None = Field(
+        None, gt=0, description="KV cache size in GiB (on CPU, leaving it unset reserves ~1 GiB)."
+    )
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    max_logprobs: int = Field(64, ge=1, description="Largest num_logprobs (and top-K scored exactly).")
+    max_items_per_request: int = Field(1024, ge=1, description="More items in one request answer 413.")
+    max_tokens_per_request: int = Field(
+        1_048_576, ge=1, description="More context + draft tokens in one request answer 413."
+    )
+    block_size: int | None = Field(None, ge=1, description="KV block size (CPU needs a multiple of 32).")
+    enable_prefix_caching: bool = Field(True, description="Reuse the teacher's cached prefix across rounds.")
+    max_num_seqs: int = Field(256, ge=1, description="Sequences the engine batches at once.")
+    seed: int = 0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,0 +1,1 @@
+"""SKD trainer (see trainer/main.py)."""
