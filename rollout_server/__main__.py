@@ -13,7 +13,9 @@ from rollout_server.config import ServerConfig
 
 def main(argv: list[str] | None = None) -> None:
     config = CliApp.run(ServerConfig, cli_args=argv)
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=config.log_level)
 
 

@@ -66,6 +66,14 @@ def _rows(flat, first: int, last: int) -> list[Row]:
     return rows
 
 
+def _cut_after_eos(draft: list[int], eos_ids: list[int]) -> list[int]:
+    """A sequence ends at EOS: draft tokens after the first EOS are not verified (nor committed)."""
+    for j, t in enumerate(draft):
+        if t in eos_ids:
+            return draft[: j + 1]
+    return draft
+
+
 def _targets(rows: list[Row], n: int) -> TeacherTargets:
     return TeacherTargets(
         teacher_topk_ids=[r.top_ids[:n] for r in rows],
@@ -89,13 +97,16 @@ class TeacherEngine:
     @classmethod
     def start(cls, config: ServerConfig) -> TeacherEngine:
         """Load the model into an AsyncLLM (the engine core runs in its own process)."""
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         from transformers import AutoConfig
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
         on_cpu = current_platform.is_cpu()
+        if on_cpu:
+            # Engine core in one process (API process + core), not three; the KV cache sized explicitly.
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         # The engine serves one token more than clients may send: every verification samples one
         # (discarded) token after context + draft, which vLLM counts against its limit.
         hf_len = getattr(AutoConfig.from_pretrained(config.model), "max_position_embeddings", None)
@@ -116,12 +127,19 @@ class TeacherEngine:
             max_num_seqs=config.max_num_seqs,
             seed=config.seed,
             distributed_executor_backend="uni" if config.tensor_parallel_size == 1 else None,
+            # vLLM-CPU crashes on seeded requests whose prefill is chunked ("CPU Generator does not use
+            # offset"): on CPU, prompts are prefilled whole.
+            enable_chunked_prefill=False if on_cpu else None,
+            max_num_batched_tokens=max(engine_len or 0, 4096) if on_cpu else None,
             disable_log_stats=True,
         )
         llm = AsyncLLM.from_engine_args(args)
         model_config = llm.vllm_config.model_config
         eos_ids: set[int] = set()
-        for eos in (model_config.hf_config.eos_token_id, model_config.try_get_generation_config().get("eos_token_id")):
+        for eos in (
+            model_config.hf_config.eos_token_id,
+            model_config.try_get_generation_config().get("eos_token_id"),
+        ):
             eos_ids.update([eos] if isinstance(eos, int) else eos or [])
         return cls(
             llm,
@@ -159,8 +177,8 @@ class TeacherEngine:
 
         sp = SamplingParams(detokenize=False, flat_logprobs=True, **params)
         out = None
-        async for out in self.llm.generate({"prompt_token_ids": prompt}, sp, request_id=uuid.uuid4().hex):
-            pass
+        async for output in self.llm.generate({"prompt_token_ids": prompt}, sp, request_id=uuid.uuid4().hex):
+            out = output
         cached = out.num_cached_tokens or 0
         usage.prompt_tokens += len(prompt)
         usage.cached_tokens += cached
@@ -198,7 +216,7 @@ class TeacherEngine:
         return min(max(req.num_logprobs, k, _SAMPLING_ROWS), max(self.config.max_logprobs, _SAMPLING_ROWS))
 
     async def _verify_item(self, item: VerifyItem, req: VerifyRequest, rng, usage: Usage) -> VerifyResult:
-        ctx, draft = item.context_ids, item.draft_ids
+        ctx, draft = item.context_ids, _cut_after_eos(item.draft_ids, self.eos_ids)
         m = self._rows_needed(req)
         u = float(rng.random())
         engine_seed = int(rng.integers(2**31))
@@ -211,10 +229,7 @@ class TeacherEngine:
 
         rows, _ = await self._score_rows(ctx + draft, len(ctx), m, usage, temperature=0.0)
         n = accepted_length(
-            [
-                in_top_k(r.token_logprob, r.top_logprobs, r.rank, req.top_k, self.vocab_size)
-                for r in rows
-            ]
+            [in_top_k(r.token_logprob, r.top_logprobs, r.rank, req.top_k, self.vocab_size) for r in rows]
         )
         if n == len(draft):
             return self._result(n, None, rows, req.num_logprobs, draft)
@@ -223,7 +238,9 @@ class TeacherEngine:
         plan = plan_replacement(row.top_ids, row.top_logprobs, req.temperature, req.top_p, u, self.vocab_size)
         if plan.needs_engine:
             bias = dict.fromkeys(plan.exclude_ids, _EXCLUDE_BIAS) if plan.exclude_ids else None
-            out = await self._run(ctx + draft[:n], usage, max_tokens=1, logprobs=0, logit_bias=bias, **sampling)
+            out = await self._run(
+                ctx + draft[:n], usage, max_tokens=1, logprobs=0, logit_bias=bias, **sampling
+            )
             token = out.outputs[0].token_ids[0]
             sample = out.outputs[0].logprobs
             token_logprob = sample.logprobs[sample.start_indices[0]]

@@ -24,8 +24,12 @@ class Metrics:
         self.accepted = Counter("skd_draft_tokens_accepted", "Draft tokens accepted by /verify", registry=r)
         self.acceptance = Gauge("skd_acceptance_rate", "Accepted / proposed draft tokens so far", registry=r)
         self.computed = Counter("skd_teacher_tokens_computed", "Teacher tokens computed", registry=r)
-        self.prompt_tokens = Counter("skd_teacher_prompt_tokens", "Prompt tokens sent to the engine", registry=r)
-        self.cached_tokens = Counter("skd_teacher_cached_tokens", "Prompt tokens read from the cache", registry=r)
+        self.prompt_tokens = Counter(
+            "skd_teacher_prompt_tokens", "Prompt tokens sent to the engine", registry=r
+        )
+        self.cached_tokens = Counter(
+            "skd_teacher_cached_tokens", "Prompt tokens read from the cache", registry=r
+        )
         self.engine_requests = Counter("skd_engine_requests", "Engine requests", registry=r)
         self._drafted = self._accepted = 0
 

@@ -58,10 +58,12 @@ def check_verify(req: VerifyRequest, info: ServerInfo) -> None:
     for i, item in enumerate(req.items):
         _check_ids(item.context_ids, ("items", i, "context_ids"), info, errors)
         _check_ids(item.draft_ids, ("items", i, "draft_ids"), info, errors)
-        total = len(item.context_ids) + len(item.draft_ids)
+        total = len(item.context_ids) + max(len(item.draft_ids), 1)  # an empty draft commits one token
         if total > info.max_model_len:
-            msg = f"context + draft is {total} tokens > max_model_len {info.max_model_len}"
-            errors.append(_error(("items", i, "draft_ids" if item.draft_ids else "context_ids"), msg, "too_long"))
+            msg = f"context + draft (min. 1) is {total} tokens > max_model_len {info.max_model_len}"
+            errors.append(
+                _error(("items", i, "draft_ids" if item.draft_ids else "context_ids"), msg, "too_long")
+            )
     _raise(errors)
 
 
@@ -87,6 +89,6 @@ def check_generate(req: GenerateRequest, info: ServerInfo) -> None:
     for i, item in enumerate(req.items):
         _check_ids(item.prompt_ids, ("items", i, "prompt_ids"), info, errors)
         if len(item.prompt_ids) >= info.max_model_len:
-            msg = f"prompt of {len(item.prompt_ids)} tokens leaves no room below max_model_len {info.max_model_len}"
+            msg = f"prompt of {len(item.prompt_ids)} tokens >= max_model_len {info.max_model_len}"
             errors.append(_error(("items", i, "prompt_ids"), msg, "too_long"))
     _raise(errors)

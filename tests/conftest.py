@@ -1,0 +1,112 @@
+"""Session fixtures: tiny models built here, one real teacher server (and one with an API key), and
+the same teacher loaded in transformers fp32 as the dense reference."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.tiny_models import build_tiny_llama, build_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_MODEL_LEN = 256
+API_KEY = "test-key-123"
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """A teacher and a student sharing one tokenizer (vocab 512)."""
+    root = tmp_path_factory.mktemp("models")
+    build_tokenizer(root / "tokenizer")
+    return {
+        "teacher": build_tiny_llama(
+            root / "teacher", seed=1, logit_scale=8.0, tokenizer_dir=root / "tokenizer"
+        ),
+        "student": build_tiny_llama(
+            root / "student", seed=2, hidden_size=64, logit_scale=4.0, tokenizer_dir=root / "tokenizer"
+        ),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A `python -m rollout_server` subprocess."""
+
+    def __init__(self, model: Path, log: Path, *extra: str):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "0-1")}
+        cmd = [sys.executable, "-m", "rollout_server", "--model", str(model), "--port", str(self.port)]
+        cmd += ["--dtype", "float32", "--max-model-len", str(MAX_MODEL_LEN), "--kv-cache-gib", "0.25", *extra]
+        self.proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+
+    def wait_ready(self, timeout_s: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.log.read_text()[-4000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"server not ready after {timeout_s}s:\n{self.log.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def teacher_server(tiny_models, tmp_path_factory):
+    srv = Server(
+        tiny_models["teacher"],
+        tmp_path_factory.mktemp("logs") / "teacher.log",
+        "--max-items-per-request", "4000",
+        "--max-tokens-per-request", "200000",
+    )  # fmt: skip
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_server(tiny_models, tmp_path_factory):
+    srv = Server(tiny_models["teacher"], tmp_path_factory.mktemp("logs") / "auth.log", "--api-key", API_KEY)
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def http(teacher_server):
+    with httpx.Client(base_url=teacher_server.url, timeout=600) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def hf_teacher(tiny_models):
+    from tests.reference import DenseTeacher
+
+    return DenseTeacher(tiny_models["teacher"])
