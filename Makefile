@@ -1,8 +1,11 @@
 # One entry point for people and CI. `make test` works from a fresh clone.
-.PHONY: setup test lint bench serve
+.PHONY: setup run test lint bench
 
 setup:
 	bash scripts/setup.sh
+
+run: setup
+	.venv/bin/python trainer/main.py
 
 test: setup
 	.venv/bin/ruff check .
@@ -13,3 +16,4 @@ lint: setup
 
 bench: setup
 	.venv/bin/python -m benchmarks.bench_verify
+	.venv/bin/python -m benchmarks.bench_training

@@ -1,0 +1,98 @@
+"""The teacher the job talks to: given URLs (checked, dead ones skipped) or a server it starts itself.
+
+The trainer never imports `rollout_server`: it starts `python -m rollout_server` as a subprocess and talks
+to it over HTTP like any other client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from shared.protocol import ServerInfo
+from trainer.config import RunConfig
+
+
+class TeacherError(RuntimeError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_urls(urls: list[str], api_key: str | None, timeout_s: float = 10.0) -> tuple[list[str], ServerInfo]:
+    """The live URLs among `urls` (fails fast if none) and the teacher's /info."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    live, errors, info = [], [], None
+    for url in urls:
+        url = url.rstrip("/")
+        try:
+            if httpx.get(f"{url}/health", timeout=timeout_s).status_code != 200:
+                raise TeacherError("not healthy")
+            resp = httpx.get(f"{url}/info", headers=headers, timeout=timeout_s)
+            if resp.status_code == 401:
+                raise TeacherError("401 unauthorized: set teacher_api_key")
+            resp.raise_for_status()
+            info = info or ServerInfo.model_validate_json(resp.content)
+            live.append(url)
+        except (httpx.HTTPError, TeacherError) as e:
+            errors.append(f"{url}: {e}")
+    if not live:
+        raise TeacherError("no teacher reachable:\n  " + "\n  ".join(errors))
+    for err in errors:
+        print(f"warning: skipping teacher {err}", file=sys.stderr)
+    return live, info
+
+
+@contextlib.contextmanager
+def teacher_service(
+    cfg: RunConfig, teacher_path: Path, log_path: Path
+) -> Iterator[tuple[list[str], ServerInfo]]:
+    """Yield (urls, info); start and stop a local server when cfg.teacher_urls is empty."""
+    if cfg.teacher_urls:
+        yield check_urls(cfg.teacher_urls, cfg.teacher_api_key)
+        return
+    port = _free_port()
+    max_len = cfg.max_prompt_len + cfg.max_new_tokens + cfg.gamma + 1
+    cmd = [sys.executable, "-m", "rollout_server", "--model", str(teacher_path), "--port", str(port)]
+    cmd += ["--dtype", cfg.teacher_dtype, "--kv-cache-gib", str(cfg.teacher_kv_cache_gib)]
+    cmd += ["--max-model-len", str(max_len), "--max-logprobs", str(max(64, min(cfg.top_k, 256)))]
+    cmd += ["--log-level", "warning"]
+    if cfg.teacher_api_key:
+        cmd += ["--api-key", cfg.teacher_api_key]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if proc.poll() is not None:
+                raise TeacherError(f"teacher server exited ({proc.returncode}); log {log_path}:\n"
+                                   + log_path.read_text()[-3000:])  # fmt: skip
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TeacherError(f"teacher server not ready after 600 s; log {log_path}")
+            time.sleep(0.5)
+        yield check_urls([url], cfg.teacher_api_key)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
