@@ -117,13 +117,13 @@ def test_weight_push_changes_what_actors_generate(ray_cluster, tiny_models, teac
         cfg, str(tiny_models["student"]), [teacher_server.url], (Queue(), Queue()), 0, [2]
     )
     prompts = [[5, 6, 7, 8], [9, 10, 11]]
-    version, before = ray.get(actor.generate_greedy.remote(prompts, 12))
+    version, before = ray.get(actor.generate.remote(prompts, 12))
     assert version == 0
     learner = Learner(cfg, tiny_models["student"])
     weights = learner.export_weights(torch.float32)
     weights["lm_head.weight"] = -weights["lm_head.weight"]  # a visibly different student
     ray.get(actor.update_weights.remote(7, ray.put(weights)))
-    version, after = ray.get(actor.generate_greedy.remote(prompts, 12))
+    version, after = ray.get(actor.generate.remote(prompts, 12))
     assert version == 7 and after != before
     # and the engine really runs the pushed weights: greedy tokens are the pushed model's argmax
     learner.model.lm_head.weight.data = -learner.model.lm_head.weight.data

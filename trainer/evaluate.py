@@ -1,5 +1,6 @@
-"""Held-out evaluation of the student: draft acceptance under the teacher's top-K, per-token
-KL(teacher || student) and the task metric, all on the student's own greedy responses.
+"""Held-out evaluation of the student: the acceptance rate of its drafts under the teacher's top-K
+(responses sampled the way it drafts), and on its own greedy responses the per-token
+KL(teacher || student), the task metric and the greedy acceptance rate.
 
 The responses come from a rollout actor's engine (current weights), the teacher's targets from /score,
 the student's log-probs from the learner; so the numbers describe exactly the model being trained.
@@ -20,6 +21,16 @@ from trainer.learner import Learner
 from trainer.rollout import Sample
 
 
+def _acceptance(targets, top_k: int, vocab_size: int) -> float:
+    """Fraction of response tokens among the teacher's top-K at their position."""
+    hits = [
+        in_top_k(lp, top, rank=vocab_size, k=top_k, vocab_size=vocab_size)
+        for t in targets
+        for lp, top in zip(t.teacher_token_logprobs, t.teacher_topk_logprobs)
+    ]
+    return sum(hits) / max(len(hits), 1)
+
+
 def evaluate(
     actor,
     urls: list[str],
@@ -30,39 +41,47 @@ def evaluate(
     vocab_size: int,
     max_logprobs: int,
 ) -> dict[str, float]:
+    """Greedy responses give KL, task metric and greedy acceptance; responses sampled the way the student
+    drafts (its temperature / top-p, fixed seed) give the draft acceptance rate."""
     import ray
 
-    version, responses = ray.get(actor.generate_greedy.remote(prompts, cfg.max_new_tokens))
+    version, greedy = ray.get(actor.generate.remote(prompts, cfg.max_new_tokens))
+    _, drafts = ray.get(
+        actor.generate.remote(
+            prompts, cfg.max_new_tokens, cfg.student_temperature, cfg.student_top_p, cfg.seed
+        )
+    )
     k_eval = (
         min(max(cfg.top_k, cfg.num_logprobs), max_logprobs) if cfg.top_k < vocab_size else cfg.num_logprobs
     )
 
     async def score():
         async with TeacherClient(urls, api_key=cfg.teacher_api_key) as client:
-            items = [ScoreItem(token_ids=p + r, start=len(p)) for p, r in zip(prompts, responses)]
+            items = [ScoreItem(token_ids=p + r, start=len(p)) for p, r in zip(prompts * 2, greedy + drafts)]
             return await client.score(ScoreRequest(items=items, num_logprobs=k_eval))
 
-    scored = asyncio.run(score())
-    accepted, total = 0, 0
-    samples = []
-    for p, r, targets in zip(prompts, responses, scored.items):
-        for tok_lp, top in zip(targets.teacher_token_logprobs, targets.teacher_topk_logprobs):
-            accepted += in_top_k(tok_lp, top, rank=vocab_size, k=cfg.top_k, vocab_size=vocab_size)
-            total += 1
-        samples.append(
-            Sample(
-                index=-1, method="eval", kind="kd", prompt_ids=p, response_ids=r,
-                teacher_topk_ids=[t[: cfg.num_logprobs] for t in targets.teacher_topk_ids],
-                teacher_topk_logprobs=[t[: cfg.num_logprobs] for t in targets.teacher_topk_logprobs],
-                weight_version=version,
-            )
-        )  # fmt: skip
-    texts = [learner.tokenizer.decode(r, skip_special_tokens=True) for r in responses]
+    scored = asyncio.run(score()).items
+    greedy_targets, draft_targets = scored[: len(prompts)], scored[len(prompts) :]
+    samples = [
+        Sample(
+            index=-1,
+            method="eval",
+            kind="kd",
+            prompt_ids=p,
+            response_ids=r,
+            teacher_topk_ids=[t[: cfg.num_logprobs] for t in targets.teacher_topk_ids],
+            teacher_topk_logprobs=[t[: cfg.num_logprobs] for t in targets.teacher_topk_logprobs],
+            weight_version=version,
+        )
+        for p, r, targets in zip(prompts, greedy, greedy_targets)
+    ]
+    texts = [learner.tokenizer.decode(r, skip_special_tokens=True) for r in greedy]
     task = summarize_scores([score_response(ex, t) for ex, t in zip(examples, texts)])
     return {
-        "eval/acceptance": accepted / max(total, 1),
+        "eval/acceptance": _acceptance(draft_targets, cfg.top_k, vocab_size),
+        "eval/greedy_acceptance": _acceptance(greedy_targets, cfg.top_k, vocab_size),
         "eval/kl": learner.kl_to_teacher(samples),
-        "eval/response_tokens": float(np.mean([len(r) for r in responses])),
+        "eval/response_tokens": float(np.mean([len(r) for r in greedy])),
         "eval/weight_version": float(version),
         **{f"eval/{k}": v for k, v in task.items()},
     }

@@ -166,9 +166,12 @@ def train(
     rollout_tokens_prev, t_prev = 0, time.perf_counter()
 
     def push_weights() -> float:
+        """One `ray.put`, shared zero-copy by every actor; they load it between rounds (not awaited here,
+        so the trainer never waits for an actor's engine call in progress)."""
         start = time.perf_counter()
         ref = ray.put(learner.export_weights(engine_dtype))
-        ray.get([a.update_weights.remote(learner.step, ref) for a in actors])
+        for a in actors:
+            a.update_weights.remote(learner.step, ref)
         return time.perf_counter() - start
 
     def run_eval() -> None:

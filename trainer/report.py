@@ -10,8 +10,8 @@ from pathlib import Path
 PLOTS = {
     "loss.png": ("train loss", ["train/loss"]),
     "acceptance.png": (
-        "held-out acceptance rate (student greedy tokens in teacher top-K)",
-        ["eval/acceptance"],
+        "held-out acceptance rate (student tokens in the teacher's top-K)",
+        ["eval/acceptance", "eval/greedy_acceptance"],
     ),
     "kl.png": ("held-out KL(teacher || student) per token", ["eval/kl"]),
     "throughput.png": ("tokens / s", ["perf/rollout_tokens_per_s", "perf/train_tokens_per_s"]),

@@ -292,12 +292,21 @@ class RolloutWorker:
 
     # --- evaluation support -------------------------------------------------------------------------
 
-    def generate_greedy(self, prompts: list[list[int]], max_tokens: int) -> tuple[int, list[list[int]]]:
-        """The student's greedy responses with its current weights (applied first), and their version."""
+    def generate(
+        self,
+        prompts: list[list[int]],
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> tuple[int, list[list[int]]]:
+        """The student's responses with its current weights (applied first), and their version."""
         from vllm import SamplingParams
 
         self._apply_pending_weights()
-        params = SamplingParams(max_tokens=max_tokens, temperature=0.0, detokenize=False)
+        params = SamplingParams(
+            max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, detokenize=False
+        )
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         return self.version, [list(o.outputs[0].token_ids) for o in outs]
 
