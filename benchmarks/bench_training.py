@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -27,7 +28,7 @@ from trainer.data import load_examples
 from trainer.models import ensure_default_teacher, ensure_pruned_student
 
 
-def rollout_throughput(seconds: float, actors: int) -> dict:
+def rollout_throughput(seconds: float, actors: int, student: str | None) -> dict:
     from ray.util.queue import Queue
 
     from trainer.main import load_prompts
@@ -36,7 +37,7 @@ def rollout_throughput(seconds: float, actors: int) -> dict:
 
     cfg = RunConfig(num_rollout_actors=actors, actor_num_cpus=0.5)
     teacher = ensure_default_teacher()
-    student = ensure_pruned_student(teacher, cfg.prune_keep_every)
+    student = Path(student) if student else ensure_pruned_student(teacher, cfg.prune_keep_every)
     with teacher_service(cfg, teacher, Path(tempfile.mkdtemp()) / "teacher.log") as (urls, info):
         from transformers import AutoTokenizer
 
@@ -151,15 +152,17 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=90.0)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--student", help="R1: student model dir (default: the pruned initialisation)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/training.json"))
     args = ap.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address="local", include_dashboard=False, log_to_driver=False)
     results = {}
     if args.only in (None, "r2"):
         results["r2_weight_push"] = weight_push(args.repeats)
         print(json.dumps(results["r2_weight_push"], indent=2))
     if args.only in (None, "r1"):
-        results["r1_rollout"] = [rollout_throughput(args.seconds, n) for n in (1, 2)]
+        results["r1_rollout"] = [rollout_throughput(args.seconds, n, args.student) for n in (1, 2)]
         print(json.dumps(results["r1_rollout"], indent=2))
     if args.only in (None, "r3"):
         results["r3_busy"] = busy_fraction(args.steps)

@@ -2,6 +2,7 @@
 # Create .venv and install the project with the right vLLM build. Idempotent: a second run with
 # unchanged dependency files returns in well under a second.
 #   SKD_DEVICE=cpu|gpu   force the vLLM flavour (default: gpu when nvidia-smi sees a GPU, else cpu)
+#   PYTHON=python3.11    the interpreter the venv is made from
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +16,10 @@ if [ -f .venv/.setup-stamp ] && [ "$(cat .venv/.setup-stamp)" = "$stamp_want" ];
   exit 0
 fi
 
-[ -x .venv/bin/python ] || "$python" -m venv .venv
+# SKD_SYSTEM_SITE_PACKAGES=1 (the GPU image): the venv sees the base image's vLLM and CUDA torch.
+venv_args=()
+[ "${SKD_SYSTEM_SITE_PACKAGES:-0}" = 1 ] && venv_args+=(--system-site-packages)
+[ -x .venv/bin/python ] || "$python" -m venv "${venv_args[@]}" .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[$device,dev]"
 if [ "$device" = cpu ]; then

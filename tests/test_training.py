@@ -120,13 +120,11 @@ def test_weight_push_changes_what_actors_generate(ray_cluster, tiny_models, teac
     version, before = ray.get(actor.generate.remote(prompts, 12))
     assert version == 0
     learner = Learner(cfg, tiny_models["student"])
-    weights = learner.export_weights(torch.float32)
-    weights["lm_head.weight"] = -weights["lm_head.weight"]  # a visibly different student
-    ray.get(actor.update_weights.remote(7, ray.put(weights)))
+    learner.model.lm_head.weight.data = -learner.model.lm_head.weight.data  # a visibly different student
+    ray.get(actor.update_weights.remote(7, ray.put(learner.export_weights(torch.float32))))
     version, after = ray.get(actor.generate.remote(prompts, 12))
     assert version == 7 and after != before
     # and the engine really runs the pushed weights: greedy tokens are the pushed model's argmax
-    learner.model.lm_head.weight.data = -learner.model.lm_head.weight.data
     with torch.no_grad():
         first = learner.model(torch.tensor([prompts[0]])).logits[0, -1].argmax().item()
     assert after[0][0] == first

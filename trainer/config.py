@@ -7,6 +7,7 @@ validated before any work starts; an unknown key or a bad value is a clear error
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +43,10 @@ class RunConfig(BaseModel):
         description="Running teacher servers (requests spread over them, dead ones skipped). Empty: the job "
         "starts `python -m rollout_server` on teacher_model itself and stops it at the end.",
     )
-    teacher_api_key: str | None = Field(None, description="Bearer key of the teacher servers.")
+    teacher_api_key: str | None = Field(
+        default_factory=lambda: os.environ.get("SKD_TEACHER_API_KEY") or None,
+        description="Bearer key of the teacher servers (default: $SKD_TEACHER_API_KEY).",
+    )
     teacher_dtype: str = Field("bfloat16", description="dtype of a self-started teacher server.")
     teacher_kv_cache_gib: float = Field(1.0, gt=0, description="KV cache of a self-started teacher server.")
 

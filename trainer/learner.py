@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 from trainer.config import RunConfig
 from trainer.losses import sparse_kd_loss, token_nll
 from trainer.rollout import Sample
+from trainer.weights import pack
 
 STATE_FILE = "trainer_state.pt"
 
@@ -133,9 +134,9 @@ class Learner:
 
     # --- weights out --------------------------------------------------------------------------------
 
-    def export_weights(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        """CPU copy of the weights in the engine's dtype (what the actors load)."""
-        return {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.model.state_dict().items()}
+    def export_weights(self, dtype: torch.dtype) -> dict:
+        """The weights in the engine's dtype, packed for the Ray object store (`trainer.weights`)."""
+        return pack(self.model.state_dict(), dtype)
 
     # --- checkpoints --------------------------------------------------------------------------------
 

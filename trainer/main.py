@@ -19,6 +19,7 @@ This file wires them together and drives the loop.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -64,16 +65,27 @@ def check_compatible(teacher: Path, student: Path, info, cfg: RunConfig) -> None
         )
 
 
+def _probe(address: str, timeout_s: float = 10.0) -> None:
+    """Fail in seconds, not minutes, when a Ray head is unreachable (ray.init retries for a long time)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():
+        return  # "auto" and the like: let Ray resolve them
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise SystemExit(f"Ray head not reachable at {address}: {e}") from None
+
+
 def connect_ray(cfg: RunConfig) -> None:
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if ray.is_initialized():  # a caller (tests, notebooks) already connected
         return
-    if cfg.ray_address:
-        ray.init(address=cfg.ray_address)
-    elif os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`
-        ray.init()
+    address = cfg.ray_address or os.environ.get("RAY_ADDRESS")  # set inside `ray job submit`
+    if address:
+        _probe(address)
+        ray.init(address=address)
     else:
         ray.init(address="local", include_dashboard=False, num_cpus=max(os.cpu_count() or 1, 2))
 
@@ -123,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with teacher_service(cfg, teacher_path, out / "teacher_server.log") as (urls, info):
             check_compatible(teacher_path, student_path, info, cfg)
-            summary = train(cfg, out, checkpoint or student_path, checkpoint, urls, info)
+            summary = train(cfg, out, student_path, checkpoint, urls, info)
     except TeacherError as e:
         raise SystemExit(f"teacher: {e}") from None
     report = write_report(out, cfg.model_dump(mode="json"), MetricsLog(out / "metrics.jsonl").read(), summary)
@@ -145,7 +157,7 @@ def train(
     from trainer.report import MetricsLog
     from trainer.rollout import rollout_actor
 
-    learner = Learner(cfg, student_path)
+    learner = Learner(cfg, checkpoint or student_path)
     state = learner.load_state(checkpoint) if checkpoint else {}
     train_prompts, eval_examples, eval_prompts = load_prompts(cfg, learner.tokenizer)
     feeder = PromptFeeder(train_prompts, cfg.seed, state.get("data"))
@@ -153,13 +165,12 @@ def train(
     engine_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(
         cfg.student_dtype, torch.float32
     )
+    # Actors start from the base student (a path every node has); a resumed run's weights are pushed to
+    # them before their first round, like any other update.
     actors = [
-        rollout_actor(cfg).remote(
-            cfg, str(student_path), urls, (prompt_q, sample_q), i, info.eos_token_ids, learner.step
-        )
+        rollout_actor(cfg).remote(cfg, str(student_path), urls, (prompt_q, sample_q), i, info.eos_token_ids)
         for i in range(cfg.num_rollout_actors)
     ]
-    runs = [a.run.remote() for a in actors]
     log = MetricsLog(out / "metrics.jsonl")
     capacity = cfg.num_rollout_actors * cfg.max_inflight_per_actor
     buffer, dropped, busy_s, idle_s, push_s = [], state.get("dropped", 0), 0.0, 0.0, []
@@ -182,6 +193,9 @@ def train(
         log.write(learner.step, metrics)
         bar.write(f"step {learner.step}: " + ", ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items()))
 
+    if checkpoint:
+        push_weights()
+    runs = [a.run.remote() for a in actors]
     bar = tqdm(total=cfg.steps, initial=learner.step, desc="train", unit="step")
     if cfg.eval_at_start and learner.step == 0:
         run_eval()

@@ -90,3 +90,19 @@ def ensure_pruned_student(teacher_dir: Path, keep_every: int, cache_dir: Path | 
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m trainer.models`: prepare the embedded default teacher and student in the cache."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--keep-every", type=int, default=2, help="student: keep every n-th teacher layer")
+    ap.add_argument("--cache-dir", type=Path, default=None)
+    args = ap.parse_args(argv)
+    teacher = ensure_default_teacher(args.cache_dir)
+    print(f"teacher: {teacher}\nstudent: {ensure_pruned_student(teacher, args.keep_every, args.cache_dir)}")
+
+
+if __name__ == "__main__":
+    main()

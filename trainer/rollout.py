@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from shared.client import TeacherClient
 from shared.protocol import GenerateItem, GenerateRequest, ScoreItem, ScoreRequest, VerifyItem, VerifyRequest
 from trainer.config import RunConfig
+from trainer.weights import unpack
 
 ON_POLICY_K = 2**31 - 1  # >= any vocabulary: every draft token accepted
 
@@ -110,14 +111,7 @@ class RolloutWorker:
     """Body of the Ray actor (`RolloutActor` below); a plain class so it reads and tests on its own."""
 
     def __init__(
-        self,
-        cfg: RunConfig,
-        student_path: str,
-        teacher_urls: list[str],
-        queues,
-        actor: int,
-        eos_ids,
-        version: int = 0,
+        self, cfg: RunConfig, student_path: str, teacher_urls: list[str], queues, actor: int, eos_ids
     ):
         self.cfg = cfg
         self.actor = actor
@@ -127,7 +121,7 @@ class RolloutWorker:
         self.llm = make_student_engine(student_path, cfg, self.max_len)
         self.client = TeacherClient(teacher_urls, api_key=cfg.teacher_api_key)
         self.rng = np.random.default_rng([cfg.seed, actor])
-        self.version = version  # the weights' training step (a resumed run starts past 0)
+        self.version = 0  # the training step of the loaded weights
         self.pending: tuple[int, object] | None = None
         self.active: list[Sequence] = []
         self.stopping = False
@@ -135,20 +129,21 @@ class RolloutWorker:
 
     # --- control -----------------------------------------------------------------------------------
 
-    def update_weights(self, version: int, state_dict, apply_now: bool = False) -> float:
-        """Takes effect before the next round (never inside one), or now; returns the load time if now."""
-        self.pending = (version, state_dict)
+    def update_weights(self, version: int, packed: dict, apply_now: bool = False) -> float:
+        """`trainer.weights.pack`ed weights; they take effect before the next round (never inside one), or
+        now; returns the load time if now."""
+        self.pending = (version, packed)
         return self._apply_pending_weights() if apply_now else 0.0
 
     def _apply_pending_weights(self) -> float:
         if self.pending is None:
             return 0.0
         start = time.perf_counter()
-        version, state_dict = self.pending
+        version, packed = self.pending
         self.pending = None
+        weights = list(unpack(packed).items())
         self.llm.collective_rpc(
-            "reload_weights",
-            kwargs={"weights_iterator": list(state_dict.items()), "is_checkpoint_format": True},
+            "reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True}
         )
         self.llm.reset_prefix_cache()  # KV computed by the old weights must not be reused
         self.version = version
