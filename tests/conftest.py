@@ -73,30 +73,31 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
 
+    def __enter__(self) -> Server:
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
 
 @pytest.fixture(scope="session")
 def teacher_server(tiny_models, tmp_path_factory):
-    srv = Server(
-        tiny_models["teacher"],
-        tmp_path_factory.mktemp("logs") / "teacher.log",
-        "--max-items-per-request", "4000",
-        "--max-tokens-per-request", "200000",
-    )  # fmt: skip
-    try:
-        srv.wait_ready()
+    log = tmp_path_factory.mktemp("logs") / "teacher.log"
+    limits = ["--max-items-per-request", "4000", "--max-tokens-per-request", "200000"]
+    with Server(tiny_models["teacher"], log, *limits) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="session")
 def auth_server(tiny_models, tmp_path_factory):
-    srv = Server(tiny_models["teacher"], tmp_path_factory.mktemp("logs") / "auth.log", "--api-key", API_KEY)
-    try:
-        srv.wait_ready()
+    log = tmp_path_factory.mktemp("logs") / "auth.log"
+    with Server(tiny_models["teacher"], log, "--api-key", API_KEY) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="session")
