@@ -117,12 +117,12 @@ def test_weight_push_changes_what_actors_generate(ray_cluster, tiny_models, teac
         cfg, str(tiny_models["student"]), [teacher_server.url], (Queue(), Queue()), 0, [2]
     )
     prompts = [[5, 6, 7, 8], [9, 10, 11]]
-    version, before = ray.get(actor.generate.remote(prompts, 12))
+    version, before = ray.get(actor.generate_greedy.remote(prompts, 12))
     assert version == 0
     learner = Learner(cfg, tiny_models["student"])
     learner.model.lm_head.weight.data = -learner.model.lm_head.weight.data  # a visibly different student
     ray.get(actor.update_weights.remote(7, ray.put(learner.export_weights(torch.float32))))
-    version, after = ray.get(actor.generate.remote(prompts, 12))
+    version, after = ray.get(actor.generate_greedy.remote(prompts, 12))
     assert version == 7 and after != before
     # and the engine really runs the pushed weights: greedy tokens are the pushed model's argmax
     with torch.no_grad():

@@ -58,11 +58,11 @@ class RunConfig(BaseModel):
         "in that format).",
     )
     eval_data: str = Field("embedded", description="Held-out prompts, same forms as train_data.")
-    num_eval_prompts: int = Field(24, ge=1)
+    num_eval_prompts: int = Field(16, ge=1)
     max_prompt_len: int = Field(
         256, ge=8, description="Prompts are truncated from the left to this many tokens."
     )
-    max_new_tokens: int = Field(96, ge=1, description="Response length limit (also for evaluation).")
+    max_new_tokens: int = Field(64, ge=1, description="Response length limit (also for evaluation).")
     system_prompt: str | None = Field(None, description="Optional system message for the chat template.")
 
     # --- SKD ----------------------------------------------------------------------------------------
@@ -84,7 +84,7 @@ class RunConfig(BaseModel):
     student_kv_cache_gib: float = Field(1.0, gt=0)
 
     # --- training -----------------------------------------------------------------------------------
-    steps: int = Field(36, ge=1, description="Optimizer steps.")
+    steps: int = Field(30, ge=1, description="Optimizer steps.")
     batch_size: int = Field(8, ge=1, description="Sequences per micro-batch.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     lr: float = Field(5e-5, gt=0)
@@ -95,13 +95,13 @@ class RunConfig(BaseModel):
     loss: Literal["forward_kl", "reverse_kl", "jsd"] = Field("forward_kl", description="KD divergence.")
     jsd_beta: float = Field(0.5, gt=0, lt=1)
     sync_every: int = Field(1, ge=1, description="Push student weights to the actors every n steps.")
-    max_staleness: int = Field(4, ge=0, description="Drop samples made by weights more versions old.")
+    max_staleness: int = Field(2, ge=0, description="Drop samples made by weights more versions old.")
     trainer_device: str = Field("auto", description="'auto' (cuda if available), 'cpu', 'cuda', ...")
     trainer_threads: int = Field(0, ge=0, description="torch threads of the trainer (0 = torch default).")
     seed: int = 0
 
     # --- evaluation, checkpoints, output -------------------------------------------------------------
-    eval_every: int = Field(18, ge=1, description="Evaluate every n steps (and at step 0 and the end).")
+    eval_every: int = Field(15, ge=1, description="Evaluate every n steps (and at step 0 and the end).")
     eval_at_start: bool = Field(True, description="Evaluate the initial student (the baseline).")
     checkpoint_every: int = Field(50, ge=1)
     output_dir: Path = Field(Path("outputs/skd-default"), description="Checkpoints, metrics, plots, report.")

@@ -1,6 +1,7 @@
-"""Held-out evaluation of the student: the acceptance rate of its drafts under the teacher's top-K
-(responses sampled the way it drafts), and on its own greedy responses the per-token
-KL(teacher || student), the task metric and the greedy acceptance rate.
+"""Held-out evaluation of the student: the acceptance rate of its drafts under the teacher's top-K in SKD
+rollouts (accepted / proposed draft tokens, as in training but on held-out prompts), and on its own greedy
+responses the per-token KL(teacher || student), the task metric and the share of its tokens in the
+teacher's top-K ("greedy acceptance": inflated by repetitive outputs, which the teacher also predicts).
 
 The responses come from a rollout actor's engine (current weights), the teacher's targets from /score,
 the student's log-probs from the learner; so the numbers describe exactly the model being trained.
@@ -41,27 +42,22 @@ def evaluate(
     vocab_size: int,
     max_logprobs: int,
 ) -> dict[str, float]:
-    """Greedy responses give KL, task metric and greedy acceptance; responses sampled the way the student
-    drafts (its temperature / top-p, fixed seed) give the draft acceptance rate."""
+    """SKD rollouts of the prompts give the draft acceptance rate; the student's greedy responses give KL,
+    the task metric and how many of its own tokens the teacher ranks in its top-K."""
     import ray
 
-    version, greedy = ray.get(actor.generate.remote(prompts, cfg.max_new_tokens))
-    _, drafts = ray.get(
-        actor.generate.remote(
-            prompts, cfg.max_new_tokens, cfg.student_temperature, cfg.student_top_p, cfg.seed
-        )
-    )
+    _, acceptance = ray.get(actor.skd_acceptance.remote(prompts))
+    version, greedy = ray.get(actor.generate_greedy.remote(prompts, cfg.max_new_tokens))
     k_eval = (
         min(max(cfg.top_k, cfg.num_logprobs), max_logprobs) if cfg.top_k < vocab_size else cfg.num_logprobs
     )
 
     async def score():
         async with TeacherClient(urls, api_key=cfg.teacher_api_key) as client:
-            items = [ScoreItem(token_ids=p + r, start=len(p)) for p, r in zip(prompts * 2, greedy + drafts)]
+            items = [ScoreItem(token_ids=p + r, start=len(p)) for p, r in zip(prompts, greedy)]
             return await client.score(ScoreRequest(items=items, num_logprobs=k_eval))
 
-    scored = asyncio.run(score()).items
-    greedy_targets, draft_targets = scored[: len(prompts)], scored[len(prompts) :]
+    greedy_targets = asyncio.run(score()).items
     samples = [
         Sample(
             index=-1,
@@ -78,7 +74,7 @@ def evaluate(
     texts = [learner.tokenizer.decode(r, skip_special_tokens=True) for r in greedy]
     task = summarize_scores([score_response(ex, t) for ex, t in zip(examples, texts)])
     return {
-        "eval/acceptance": _acceptance(draft_targets, cfg.top_k, vocab_size),
+        "eval/acceptance": acceptance,
         "eval/greedy_acceptance": _acceptance(greedy_targets, cfg.top_k, vocab_size),
         "eval/kl": learner.kl_to_teacher(samples),
         "eval/response_tokens": float(np.mean([len(r) for r in greedy])),

@@ -85,6 +85,14 @@ class Sequence:
         )
 
 
+def _totals(seqs: list[Sequence]) -> dict[str, int]:
+    return {
+        "tokens": sum(len(s.response) for s in seqs),
+        "drafted": sum(s.drafted for s in seqs),
+        "accepted": sum(s.accepted for s in seqs),
+    }
+
+
 def make_student_engine(path: str, cfg: RunConfig, max_model_len: int):
     """An in-process vLLM engine (on CPU: one process, explicit KV cache, whole-prompt prefill)."""
     from vllm import LLM
@@ -195,6 +203,7 @@ class RolloutWorker:
         for s in self.active:
             by_method.setdefault(s.method, []).append(s)
         self.stats["rounds"] += 1
+        before = _totals(self.active)
         jobs = []
         if "skd" in by_method or "on_policy" in by_method:
             jobs.append(self._speculative(by_method.get("skd", []), by_method.get("on_policy", [])))
@@ -205,6 +214,8 @@ class RolloutWorker:
         for s in by_method.get("sft", []):
             s.response, s.done = list(s.prompt.reference_ids or []), True
         await asyncio.gather(*jobs)
+        for key, value in _totals(self.active).items():
+            self.stats[key] += value - before[key]
 
     def _draft(self, seqs: list[Sequence], max_tokens: list[int]) -> list[list[int]]:
         from vllm import SamplingParams
@@ -246,14 +257,11 @@ class RolloutWorker:
             self._append(s, res.token_ids, res.teacher_topk_ids, res.teacher_topk_logprobs)
             s.drafted += len(d)
             s.accepted += res.num_accepted
-            self.stats["drafted"] += len(d)
-            self.stats["accepted"] += res.num_accepted
 
     def _append(self, s: Sequence, tokens, topk_ids, topk_logprobs) -> None:
         s.response += tokens
         s.topk_ids += topk_ids
         s.topk_logprobs += topk_logprobs
-        self.stats["tokens"] += len(tokens)
         if len(s.response) >= self.cfg.max_new_tokens or (s.response and s.response[-1] in self.eos_ids):
             s.done = True
 
@@ -287,23 +295,24 @@ class RolloutWorker:
 
     # --- evaluation support -------------------------------------------------------------------------
 
-    def generate(
-        self,
-        prompts: list[list[int]],
-        max_tokens: int,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int = 0,
-    ) -> tuple[int, list[list[int]]]:
-        """The student's responses with its current weights (applied first), and their version."""
+    def generate_greedy(self, prompts: list[list[int]], max_tokens: int) -> tuple[int, list[list[int]]]:
+        """The student's greedy responses with its current weights (applied first), and their version."""
         from vllm import SamplingParams
 
         self._apply_pending_weights()
-        params = SamplingParams(
-            max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, detokenize=False
-        )
+        params = SamplingParams(max_tokens=max_tokens, temperature=0.0, detokenize=False)
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         return self.version, [list(o.outputs[0].token_ids) for o in outs]
+
+    async def skd_acceptance(self, prompts: list[list[int]]) -> tuple[int, float]:
+        """SKD rollouts of these prompts with the current weights, kept out of training and of the stats:
+        the fraction of draft tokens the teacher accepted (the paper's acceptance rate), and the version."""
+        self._apply_pending_weights()
+        seqs = [Sequence(Prompt(index=-1, prompt_ids=p), "skd", self.version) for p in prompts]
+        while active := [s for s in seqs if not s.done]:
+            await self._speculative(active, [])
+        totals = _totals(seqs)
+        return self.version, totals["accepted"] / max(totals["drafted"], 1)
 
     def get_stats(self) -> dict:
         return {**self.stats, "version": self.version, "active": len(self.active)}
