@@ -18,6 +18,16 @@ def _ctx(n: int, seed: int = 0) -> list[int]:
     return np.random.default_rng(seed).integers(3, 512, size=n).tolist()
 
 
+def _assert_same(a: list[dict], b: list[dict]) -> None:
+    """Same decisions, tokens and top-k ids; log-probs equal up to fp32 noise (batch shapes differ)."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        for key in ("num_accepted", "replacement_id", "token_ids", "teacher_topk_ids"):
+            assert x[key] == y[key], key
+        for key in ("teacher_token_logprobs", "teacher_topk_logprobs"):
+            np.testing.assert_allclose(x[key], y[key], atol=1e-5)
+
+
 def _verify(http, items, **kw):
     resp = http.post("/verify", json={"items": items, **kw})
     assert resp.status_code == 200, resp.text
@@ -72,8 +82,8 @@ def test_same_seed_same_result(http):
     items = [{"context_ids": _ctx(10 + 7 * i, i), "draft_ids": _ctx(i % 6, 40 + i)} for i in range(12)]
     body = {"items": items, "top_k": 25, "temperature": 1.0, "seed": 42}
     first = http.post("/verify", json=body).json()["items"]
-    again = http.post("/verify", json=body).json()["items"]
-    assert first == again
+    again = http.post("/verify", json=body).json()["items"]  # now through the prefix cache
+    _assert_same(first, again)
     other = http.post("/verify", json={**body, "seed": 43}).json()["items"]
     assert [r["token_ids"] for r in other] != [r["token_ids"] for r in first]
 
@@ -101,4 +111,4 @@ def test_concurrent_requests_match_sequential(teacher_server):
 
     sequential, concurrent = asyncio.run(run())
     for a, b in zip(sequential, concurrent):
-        assert [i.model_dump() for i in a.items] == [i.model_dump() for i in b.items]
+        _assert_same([i.model_dump() for i in a.items], [i.model_dump() for i in b.items])
