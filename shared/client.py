@@ -50,16 +50,20 @@ class TeacherClient:
             timeout=httpx.Timeout(timeout_s, connect=10.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
-        self._next = itertools.cycle(range(len(self.urls)))
+        self._turn = itertools.count()
         self._dead_until = [0.0] * len(self.urls)
         self.cooldown_s = cooldown_s
 
     async def _call(self, method: str, path: str, body: BaseModel | None, out: type[R]) -> R:
         content = body.model_dump_json() if body is not None else None
-        start, n, now = next(self._next), len(self.urls), time.monotonic()
-        order = sorted(((start + k) % n for k in range(n)), key=lambda i: self._dead_until[i] > now)
+        now = time.monotonic()
+        live = [i for i, t in enumerate(self._dead_until) if t <= now]
+        dead = [i for i, t in enumerate(self._dead_until) if t > now]
+        k = next(self._turn) % len(live) if live else 0
         errors = []
-        for i in order:  # live URLs first, round-robin; dead ones only as a last resort
+        # Round-robin over the live URLs only (so a dead one does not double its neighbour's load);
+        # the rest are fallbacks for this request, dead ones last.
+        for i in live[k:] + live[:k] + dead:
             try:
                 resp = await self._http.request(
                     method, self.urls[i] + path, content=content, headers={"content-type": "application/json"}

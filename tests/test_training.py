@@ -10,6 +10,7 @@ import pytest
 import ray
 import torch
 
+from shared.tiny_models import build_tiny_llama, build_tokenizer
 from trainer.config import RunConfig, parse_args
 from trainer.main import main
 
@@ -173,3 +174,14 @@ def test_unreachable_teacher_fails_fast(ray_cluster, tiny_models, tmp_path):
     args = [f"--teacher_model={tiny_models['teacher']}", f"--student_model={tiny_models['student']}"]
     with pytest.raises(SystemExit, match="no teacher reachable"):
         main([*args, "--teacher_urls=[http://127.0.0.1:9]", f"--output_dir={tmp_path / 'o'}"])
+
+
+def test_student_with_another_vocabulary_is_rejected(ray_cluster, tiny_models, teacher_server, tmp_path):
+    """SKD compares token ids directly: a student with another tokenizer stops the job before training."""
+    build_tokenizer(tmp_path / "tok", vocab_size=300)
+    other = build_tiny_llama(tmp_path / "other", hidden_size=64, tokenizer_dir=tmp_path / "tok")
+    out = tmp_path / "o"
+    args = _base(tiny_models, teacher_server, out, student_model=other)
+    with pytest.raises(SystemExit, match=r"student vocabulary \(\d+\) != teacher vocabulary \(512\)"):
+        main(args)
+    assert not (out / "metrics.jsonl").exists()

@@ -112,3 +112,31 @@ def test_concurrent_requests_match_sequential(teacher_server):
     sequential, concurrent = asyncio.run(run())
     for a, b in zip(sequential, concurrent):
         _assert_same([i.model_dump() for i in a.items], [i.model_dump() for i in b.items])
+
+
+def test_client_spreads_requests_over_urls_and_skips_a_dead_one(teacher_server):
+    """Round-robin over the live teacher URLs; a URL that refuses connections is tried once, then
+    skipped for its cool-down, and every request still succeeds with the same result."""
+    port = teacher_server.url.rsplit(":", 1)[1]
+    urls = ["http://127.0.0.1:9", f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+    req = VerifyRequest.model_validate(
+        {"items": [{"context_ids": _ctx(20, 5), "draft_ids": _ctx(5, 6)}], "top_k": 25, "seed": 3}
+    )
+    attempts: list[str] = []
+
+    async def record(request) -> None:
+        attempts.append(f"{request.url.host}:{request.url.port}")
+
+    async def run():
+        async with TeacherClient(teacher_server.url) as direct:
+            expected = await direct.verify(req)
+        async with TeacherClient(urls, cooldown_s=600) as client:
+            client._http.event_hooks["request"].append(record)
+            return expected, [await client.verify(req) for _ in range(6)]
+
+    expected, results = asyncio.run(run())
+    for r in results:
+        _assert_same([i.model_dump() for i in expected.items], [i.model_dump() for i in r.items])
+    assert attempts.count("127.0.0.1:9") == 1
+    served = [a for a in attempts if a != "127.0.0.1:9"]
+    assert len(served) == 6 and served.count(f"localhost:{port}") == served.count(f"127.0.0.1:{port}") == 3
