@@ -24,15 +24,16 @@ import ray
 import torch
 
 from trainer.config import RunConfig
-from trainer.data import load_examples
+from trainer.methods import METHODS
 from trainer.models import ensure_default_teacher, ensure_pruned_student
+from trainer.tasks import load_examples
 
 
 def rollout_throughput(seconds: float, actors: int, student: str | None) -> dict:
     from ray.util.queue import Queue
 
-    from trainer.main import load_prompts
-    from trainer.rollout import rollout_actor
+    from trainer.prompts import load_prompts
+    from trainer.rollout import RolloutGroup
     from trainer.teacher_service import teacher_service
 
     cfg = RunConfig(num_rollout_actors=actors, actor_num_cpus=0.5)
@@ -41,14 +42,13 @@ def rollout_throughput(seconds: float, actors: int, student: str | None) -> dict
     with teacher_service(cfg, teacher, Path(tempfile.mkdtemp()) / "teacher.log") as (urls, info):
         from transformers import AutoTokenizer
 
-        prompts, _, _ = load_prompts(cfg, AutoTokenizer.from_pretrained(student))
+        prompts, _, _ = load_prompts(cfg, AutoTokenizer.from_pretrained(student), needs_reference=False)
         prompt_q, sample_q = Queue(), Queue()
         prompt_q.put_nowait_batch(prompts)
-        workers = [
-            rollout_actor(cfg).remote(cfg, str(student), urls, (prompt_q, sample_q), i, info.eos_token_ids)
-            for i in range(actors)
-        ]
-        runs = [w.run.remote() for w in workers]
+        method = METHODS[cfg.method](cfg)
+        group = RolloutGroup(cfg, str(student), urls, info.eos_token_ids, method, (prompt_q, sample_q))
+        group.start()
+        workers = group.actors
 
         def tokens() -> int:
             return sum(s["tokens"] for s in ray.get([w.get_stats.remote() for w in workers]))
@@ -58,10 +58,7 @@ def rollout_throughput(seconds: float, actors: int, student: str | None) -> dict
         time.sleep(seconds)
         t1, n1 = time.perf_counter(), tokens()
         stats = ray.get([w.get_stats.remote() for w in workers])
-        ray.get([w.stop.remote() for w in workers])
-        ray.get(runs)
-        for w in workers:
-            ray.kill(w)
+        group.stop()
     drafted = sum(s["drafted"] for s in stats)
     return {
         "actors": actors,
@@ -81,7 +78,9 @@ def weight_push(repeats: int) -> dict:
     learner = Learner(cfg, model)
     params = sum(p.numel() for p in learner.model.parameters())
     workers = [
-        rollout_actor(cfg).remote(cfg, str(model), ["http://127.0.0.1:9"], (Queue(), Queue()), i, [2])
+        rollout_actor(cfg).remote(
+            cfg, str(model), ["http://127.0.0.1:9"], (Queue(), Queue()), i, [2], METHODS["skd"](cfg)
+        )
         for i in range(2)
     ]
     ray.get([w.get_stats.remote() for w in workers])  # engines up

@@ -7,7 +7,7 @@ import hmac
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -62,9 +62,13 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.engine = None
     if config.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=config.api_key)
+    _add_error_handlers(app, metrics)
+    app.include_router(_routes(metrics))
+    return app
 
-    def engine() -> TeacherEngine:
-        return app.state.engine
+
+def _add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    """Rejected requests answer a JSON list of errors naming the item and field, and are counted."""
 
     @app.exception_handler(RequestRejected)
     async def rejected(request: Request, exc: RequestRejected):
@@ -77,52 +81,58 @@ def create_app(config: ServerConfig) -> FastAPI:
         errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    async def serve(route: str, req, check, call):
-        start = time.perf_counter()
-        check(req, engine().info())
-        resp = await call(req)
+
+def _json_response(resp) -> Response:
+    """Serialise once with pydantic-core (FastAPI would validate the model again before encoding)."""
+    return Response(resp.model_dump_json(), media_type="application/json")
+
+
+def _routes(metrics: Metrics) -> APIRouter:
+    router = APIRouter()
+
+    async def serve(request: Request, req, check, method: str):
+        engine: TeacherEngine = request.app.state.engine
+        route, start = request.url.path, time.perf_counter()
+        check(req, engine.info())
+        resp = await getattr(engine, method)(req)
         metrics.latency.labels(route).observe(time.perf_counter() - start)
         metrics.requests.labels(route, "200").inc()
         metrics.items.labels(route).inc(len(req.items))
         metrics.record_usage(resp.usage)
         return resp
 
-    def json_response(resp) -> Response:
-        """Serialise once with pydantic-core (FastAPI would validate the model again before encoding)."""
-        return Response(resp.model_dump_json(), media_type="application/json")
-
-    @app.get("/health", response_model=Health)
-    async def health():
-        eng = engine()
-        if eng is None:
+    @router.get("/health", response_model=Health)
+    async def health(request: Request):
+        engine = request.app.state.engine
+        if engine is None:
             return JSONResponse({"status": "starting"}, status_code=503)
-        if not eng.healthy:
+        if not engine.healthy:
             return JSONResponse({"status": "error"}, status_code=503)
         return Health(status="ok")
 
-    @app.get("/info", response_model=ServerInfo)
-    async def info():
-        return engine().info()
+    @router.get("/info", response_model=ServerInfo)
+    async def info(request: Request):
+        return request.app.state.engine.info()
 
-    @app.get("/metrics")
+    @router.get("/metrics")
     async def prometheus():
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/verify", response_model=VerifyResponse)
-    async def verify(req: VerifyRequest) -> Response:
+    @router.post("/verify", response_model=VerifyResponse)
+    async def verify(req: VerifyRequest, request: Request) -> Response:
         """Score student drafts; keep each up to its first token outside the teacher's top-K, replace it."""
-        resp = await serve("/verify", req, check_verify, engine().verify)
+        resp = await serve(request, req, check_verify, "verify")
         metrics.record_verify(resp, drafted=sum(len(i.draft_ids) for i in req.items))
-        return json_response(resp)
+        return _json_response(resp)
 
-    @app.post("/score", response_model=ScoreResponse)
-    async def score(req: ScoreRequest) -> Response:
+    @router.post("/score", response_model=ScoreResponse)
+    async def score(req: ScoreRequest, request: Request) -> Response:
         """Teacher top-k log-probs at positions >= start of given sequences (supervised KD, evaluation)."""
-        return json_response(await serve("/score", req, check_score, engine().score))
+        return _json_response(await serve(request, req, check_score, "score"))
 
-    @app.post("/generate", response_model=GenerateResponse)
-    async def generate(req: GenerateRequest) -> Response:
+    @router.post("/generate", response_model=GenerateResponse)
+    async def generate(req: GenerateRequest, request: Request) -> Response:
         """Teacher sampling from prompts with per-token top-k targets (the teacher-sampling baseline)."""
-        return json_response(await serve("/generate", req, check_generate, engine().generate))
+        return _json_response(await serve(request, req, check_generate, "generate"))
 
-    return app
+    return router

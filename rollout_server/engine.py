@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import uuid
 from dataclasses import dataclass
 
 import numpy as np
 
 from rollout_server.config import ServerConfig
+from shared.engine_settings import engine_kwargs
 from shared.protocol import (
     GenerateRequest,
     GenerateResponse,
@@ -64,6 +64,17 @@ def _rows(flat, first: int, last: int) -> list[Row]:
     return rows
 
 
+def _engine_max_len(config: ServerConfig) -> int | None:
+    """The engine's length limit: the served one + 1 (the sampled token after context + draft)."""
+    from transformers import AutoConfig
+
+    hf_len = getattr(AutoConfig.from_pretrained(config.model), "max_position_embeddings", None)
+    engine_len = config.max_model_len + 1 if config.max_model_len else hf_len
+    if hf_len and engine_len and engine_len > hf_len:
+        raise ValueError(f"--max-model-len {config.max_model_len} exceeds the model's limit {hf_len - 1}")
+    return engine_len
+
+
 def _cut_after_eos(draft: list[int], eos_ids: list[int]) -> list[int]:
     """A sequence ends at EOS: draft tokens after the first EOS are not verified (nor committed)."""
     for j, t in enumerate(draft):
@@ -94,42 +105,29 @@ class TeacherEngine:
 
     @classmethod
     def start(cls, config: ServerConfig) -> TeacherEngine:
-        """Load the model into an AsyncLLM (the engine core runs in its own process)."""
-        from transformers import AutoConfig
+        """Load the model into an AsyncLLM (platform settings from `shared.engine_settings`)."""
         from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        on_cpu = current_platform.is_cpu()
-        if on_cpu:
-            # Engine core in one process (API process + core), not three; the KV cache sized explicitly.
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         # The engine serves one token more than clients may send: every verification samples one
         # (discarded) token after context + draft, which vLLM counts against its limit.
-        hf_len = getattr(AutoConfig.from_pretrained(config.model), "max_position_embeddings", None)
-        engine_len = config.max_model_len + 1 if config.max_model_len else hf_len
-        if hf_len and engine_len and engine_len > hf_len:
-            raise ValueError(f"--max-model-len {config.max_model_len} exceeds the model's limit {hf_len - 1}")
+        engine_len = _engine_max_len(config)
         args = AsyncEngineArgs(
             model=config.model,
             served_model_name=config.served_model_name,
             dtype=config.dtype,
-            max_model_len=engine_len,
             max_logprobs=max(config.max_logprobs, _SAMPLING_ROWS),
             enable_prefix_caching=config.enable_prefix_caching,
-            block_size=config.block_size or (32 if on_cpu else None),
-            kv_cache_memory_bytes=int(config.kv_cache_gib * 2**30) if config.kv_cache_gib else None,
             gpu_memory_utilization=config.gpu_memory_utilization,
-            tensor_parallel_size=config.tensor_parallel_size,
             max_num_seqs=config.max_num_seqs,
             seed=config.seed,
-            distributed_executor_backend="uni" if config.tensor_parallel_size == 1 else None,
-            # vLLM-CPU crashes on seeded requests whose prefill is chunked ("CPU Generator does not use
-            # offset"): on CPU, prompts are prefilled whole.
-            enable_chunked_prefill=False if on_cpu else None,
-            max_num_batched_tokens=max(engine_len or 0, 4096) if on_cpu else None,
             disable_log_stats=True,
+            **engine_kwargs(
+                max_model_len=engine_len,
+                kv_cache_gib=config.kv_cache_gib,
+                block_size=config.block_size,
+                tensor_parallel_size=config.tensor_parallel_size,
+            ),
         )
         llm = AsyncLLM.from_engine_args(args)
         model_config = llm.vllm_config.model_config

@@ -1,4 +1,4 @@
-"""Data loading, prompt encoding and task metrics (trainer/data.py), all offline."""
+"""Data loading, prompt encoding and task metrics (trainer/tasks/), all offline."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from trainer.data import (
-    DATA_DIR,
+from trainer.tasks import (
+    PROMPT_SETS,
+    SAMPLES,
     Example,
     encode_prompt,
     humaneval_program,
@@ -17,8 +18,6 @@ from trainer.data import (
     score_response,
     summarize_scores,
 )
-
-SAMPLES = DATA_DIR / "samples"
 
 
 # The hub test runs first: HF_HUB_OFFLINE is read when huggingface_hub is first imported (transformers
@@ -55,7 +54,7 @@ def test_embedded_sets():
             assert e.reference == str(_recompute(e.prompt)), e.prompt
             assert score_response(e, e.reference) == {"exact_match": 1.0}
     assert load_examples("embedded", limit=7) == train[:7]
-    total = sum(p.stat().st_size for p in DATA_DIR.glob("embedded_*.jsonl"))
+    total = sum(p.stat().st_size for p in PROMPT_SETS.glob("embedded_*.jsonl"))
     assert total < 200_000
 
 

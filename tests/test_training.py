@@ -13,6 +13,8 @@ import torch
 from shared.tiny_models import build_tiny_llama, build_tokenizer
 from trainer.config import RunConfig, parse_args
 from trainer.main import main
+from trainer.methods import METHODS, TeacherSampling
+from trainer.types import Prompt, Sample
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +123,9 @@ def test_weight_push_changes_what_actors_generate(ray_cluster, tiny_models, teac
     version, before = ray.get(actor.generate_greedy.remote(prompts, 12))
     assert version == 0
     learner = Learner(cfg, tiny_models["student"])
+    # the same weights pushed back change nothing (the rotary cache, which no push carries, is intact)
+    ray.get(actor.update_weights.remote(3, ray.put(learner.export_weights(torch.float32))))
+    assert ray.get(actor.generate_greedy.remote(prompts, 12)) == (3, before)
     learner.model.lm_head.weight.data = -learner.model.lm_head.weight.data  # a visibly different student
     ray.get(actor.update_weights.remote(7, ray.put(learner.export_weights(torch.float32))))
     version, after = ray.get(actor.generate_greedy.remote(prompts, 12))
@@ -185,3 +190,69 @@ def test_student_with_another_vocabulary_is_rejected(ray_cluster, tiny_models, t
     with pytest.raises(SystemExit, match=r"student vocabulary \(\d+\) != teacher vocabulary \(512\)"):
         main(args)
     assert not (out / "metrics.jsonl").exists()
+
+
+class TeacherGreedy(TeacherSampling):
+    """A method added the way the README shows: one class (here: teacher sampling at temperature 0)..."""
+
+    name = "teacher_greedy"
+
+    def __init__(self, cfg: RunConfig):
+        super().__init__(cfg.model_copy(update={"teacher_temperature": 0.0}))
+
+
+def test_a_method_added_outside_the_trainer_runs_end_to_end(
+    ray_cluster, tiny_models, teacher_server, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(METHODS, TeacherGreedy.name, TeacherGreedy)  # ...and one registry line
+    out = tmp_path / "run"
+    main(_base(tiny_models, teacher_server, out, method="teacher_greedy", steps=2, eval_at_start=False,
+               eval_every=2, checkpoint_every=2))  # fmt: skip
+    steps = [r for r in _records(out) if "train/loss" in r]
+    assert [r.get("train/samples_teacher_greedy") for r in steps] == [4, 4]
+
+
+def test_sample_buffer_drops_stale_samples_and_releases_their_prompts(ray_cluster):
+    from ray.util.queue import Queue
+
+    from trainer.buffer import SampleBuffer
+
+    def sample(position: int, version: int) -> Sample:
+        return Sample(index=position % 3, position=position, method="skd", kind="kd", prompt_ids=[1],
+                      response_ids=[5] * (position + 1), weight_version=version)  # fmt: skip
+
+    q, released = Queue(), []
+    q.put_nowait_batch([sample(0, 0), sample(1, 3), sample(2, 4), sample(3, 1)])
+    buffer = SampleBuffer(q, max_staleness=2, release=lambda s: released.append(s.position), dropped=5)
+    waits = []
+
+    def actors_produce():
+        waits.append(1)
+        q.put_nowait_batch([sample(4 + len(waits), 5)])
+
+    batch = buffer.take(3, version=5, while_waiting=actors_produce)
+    # versions 0 and 1 are more than 2 behind step 5: dropped, counted on top of the resumed count
+    assert [s.position for s in batch] == [1, 2, 5] and released == [0, 3] and buffer.dropped == 7
+    assert len(waits) == 1  # asked the actors for more once, while 2 of 4 were stale
+    assert buffer.received_tokens == 1 + 2 + 3 + 4 + 6
+
+
+def test_feeder_sends_stream_positions_and_keeps_dataset_indices(ray_cluster):
+    from ray.util.queue import Queue
+
+    from trainer.feeder import PromptFeeder
+
+    prompts = [Prompt(index=i, prompt_ids=[10 + i]) for i in range(3)]
+    feeder, q = PromptFeeder(prompts, seed=0), Queue()
+    assert feeder.fill(q, 7) == 7
+    sent = q.get_nowait_batch(7)
+    assert [p.position for p in sent] == list(range(7))
+    assert all(p.prompt_ids == [10 + p.index] for p in sent)  # the row index is untouched
+    assert sorted(p.index for p in sent[:3]) == [0, 1, 2]  # one epoch = every row once
+    for p in sent[:5]:
+        feeder.done(p.position)
+    resumed = PromptFeeder(prompts, seed=0, state=feeder.state())
+    resumed.fill(q, 3)
+    got = q.get_nowait_batch(3)  # the two in flight first, then the stream goes on
+    assert [(p.position, p.index) for p in got[:2]] == [(5, sent[5].index), (6, sent[6].index)]
+    assert got[2].position == 7

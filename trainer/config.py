@@ -1,32 +1,64 @@
-"""Run configuration: one pydantic model, from YAML (`--config run.yaml`) plus `--key=value` overrides.
+"""Run configuration: one pydantic-settings model, from the command line, a YAML file and SKD_* env vars.
 
-Every field is documented below and printed by `python trainer/main.py --help`. The whole config is
-validated before any work starts; an unknown key or a bad value is a clear error naming the field.
+`python trainer/main.py [--config run.yaml] [--key=value ...]`: every field is documented below and printed
+by `--help`. Priority: command line > YAML file (`--config`) > environment (`SKD_<FIELD>`, e.g.
+SKD_TEACHER_API_KEY) > defaults. Field names take underscores or dashes (`--max_new_tokens` or
+`--max-new-tokens`); a bare boolean flag means true (`--resume`). The whole config is validated before any
+work starts; an unknown key or a bad value is a clear error naming the field.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    CliApp,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
-Method = Literal["skd", "on_policy", "teacher_sampling", "supervised_kd", "sft", "mixed"]
+from trainer.types import LogLevel, LossKind
 
 
-class RunConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class _YamlFile(PydanticBaseSettingsSource):
+    """The YAML file named by `config` in a higher-priority source (the command line)."""
+
+    def get_field_value(self, field, field_name):  # the whole file is read in __call__
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = self.current_state.get("config")
+        if not path:
+            return {}
+        if not Path(path).is_file():
+            raise SettingsError(f"config file not found: {path}")
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise SettingsError(f"{path}: expected a mapping of RunConfig fields")
+        return data
+
+
+class RunConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SKD_",
+        extra="forbid",
+        validate_assignment=True,
+        cli_prog_name="trainer/main.py",
+        cli_exit_on_error=False,
+    )
 
     # --- what to distil -----------------------------------------------------------------------------
-    method: Method = Field(
+    method: str = Field(
         "skd",
-        description="skd: student drafts, teacher keeps its top-K and replaces the first miss; on_policy: "
-        "student samples, teacher only scores (K = vocab); teacher_sampling: teacher samples (K = 0); "
-        "supervised_kd: teacher targets on reference responses; sft: cross-entropy on references; "
-        "mixed: supervised_kd with probability mixed_lambda, else skd.",
+        description="A rollout method of trainer.methods.METHODS: skd (student drafts, teacher keeps its "
+        "top-K and replaces the first miss), on_policy (K = vocab), teacher_sampling (K = 0), supervised_kd "
+        "(teacher targets on references), sft (cross-entropy on references), mixed (supervised_kd with "
+        "probability mixed_lambda, else skd).",
     )
     teacher_model: str = Field(
         "default", description="HF model dir of the teacher; 'default' = SmolLM2-135M-Instruct (offline)."
@@ -44,8 +76,7 @@ class RunConfig(BaseModel):
         "starts `python -m rollout_server` on teacher_model itself and stops it at the end.",
     )
     teacher_api_key: str | None = Field(
-        default_factory=lambda: os.environ.get("SKD_TEACHER_API_KEY") or None,
-        description="Bearer key of the teacher servers (default: $SKD_TEACHER_API_KEY).",
+        None, description="Bearer key of the teacher servers (best set as $SKD_TEACHER_API_KEY)."
     )
     teacher_dtype: str = Field("bfloat16", description="dtype of a self-started teacher server.")
     teacher_kv_cache_gib: float = Field(1.0, gt=0, description="KV cache of a self-started teacher server.")
@@ -53,9 +84,9 @@ class RunConfig(BaseModel):
     # --- data ---------------------------------------------------------------------------------------
     train_data: str = Field(
         "embedded",
-        description="'embedded' (shipped prompt set), a .jsonl file (prompt, optional reference), "
-        "'humaneval', or TASK[:PATH] for gsm8k | dialogsum | flores (hub via `datasets`, or a local JSONL "
-        "in that format).",
+        description="'embedded' (shipped prompt set), a .jsonl file (prompt, optional reference), or a "
+        "registered task (trainer/tasks): 'humaneval', 'gsm8k' | 'dialogsum' | 'flores:SRC-TGT' from the "
+        "hub, or TASK:PATH for a local JSONL in the task's row format.",
     )
     eval_data: str = Field("embedded", description="Held-out prompts, same forms as train_data.")
     num_eval_prompts: int = Field(16, ge=1)
@@ -92,7 +123,7 @@ class RunConfig(BaseModel):
     warmup_steps: int = Field(5, ge=0)
     lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
     max_grad_norm: float = Field(1.0, gt=0)
-    loss: Literal["forward_kl", "reverse_kl", "jsd"] = Field("forward_kl", description="KD divergence.")
+    loss: LossKind = Field("forward_kl", description="KD divergence.")
     jsd_beta: float = Field(0.5, gt=0, lt=1)
     sync_every: int = Field(1, ge=1, description="Push student weights to the actors every n steps.")
     max_staleness: int = Field(2, ge=0, description="Drop samples made by weights more versions old.")
@@ -112,47 +143,53 @@ class RunConfig(BaseModel):
     ray_address: str | None = Field(
         None, description="Ray cluster address; unset: the cluster of `ray job submit`, else a local one."
     )
+    log_level: LogLevel = Field(
+        "info", description="Our log lines; vLLM/Ray/httpx stay at warning unless this is debug."
+    )
+    config: Path | None = Field(
+        None, description="YAML file of these fields; the command line overrides it, it overrides SKD_* env."
+    )
+
+    @field_validator("method")
+    @classmethod
+    def _registered_method(cls, name: str) -> str:
+        from trainer.methods import METHODS
+
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; registered methods: {', '.join(METHODS)}")
+        return name
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _YamlFile(settings_cls), env_settings
 
 
-def _coerce(value: str) -> Any:
-    """CLI values are YAML scalars: 3, 0.5, true, null, [a, b]."""
-    return yaml.safe_load(value)
+def _normalise(argv: list[str]) -> list[str]:
+    """`--max-new-tokens` -> `--max_new_tokens`; a bare boolean `--resume` -> `--resume=true`."""
+    flags = {name: f.annotation for name, f in RunConfig.model_fields.items()}
+    out = []
+    for i, token in enumerate(argv):
+        if token.startswith("--") and token != "--":
+            key, eq, value = token[2:].partition("=")
+            key = key.replace("-", "_")
+            bare = not eq and (i + 1 == len(argv) or argv[i + 1].startswith("--"))
+            token = f"--{key}=true" if bare and flags.get(key) in (bool, "bool") else f"--{key}{eq}{value}"
+        out.append(token)
+    return out
 
 
 def parse_args(argv: list[str] | None = None) -> RunConfig:
-    """`--config run.yaml` then any `--key=value` / `--key value` overrides; errors name the field."""
-    ap = argparse.ArgumentParser(
-        prog="trainer/main.py",
-        description="SKD training job. With no arguments: the embedded default run.",
-        epilog="\n".join(
-            f"  --{name}: {f.description or ''} (default: {f.default if f.default_factory is None else '[]'})"
-            for name, f in RunConfig.model_fields.items()
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument("--config", type=Path, help="YAML file with RunConfig fields")
-    args, rest = ap.parse_known_args(argv)
-    data: dict[str, Any] = {}
-    if args.config:
-        if not args.config.exists():
-            raise SystemExit(f"config file not found: {args.config}")
-        data = yaml.safe_load(args.config.read_text()) or {}
-        if not isinstance(data, dict):
-            raise SystemExit(f"{args.config}: expected a mapping of RunConfig fields")
-    i = 0
-    while i < len(rest):
-        token = rest[i]
-        if not token.startswith("--"):
-            raise SystemExit(f"unexpected argument {token!r} (overrides look like --key=value)")
-        key, eq, value = token[2:].partition("=")
-        if not eq:
-            if i + 1 < len(rest) and not rest[i + 1].startswith("--"):
-                value, i = rest[i + 1], i + 1
-            else:
-                value = "true"  # a bare flag: --resume
-        data[key.replace("-", "_")] = _coerce(value)
-        i += 1
+    """The run's configuration from `argv` (default: sys.argv); errors name the field and exit."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if {"-h", "--help"} & set(argv):
+        CliApp.run(RunConfig, cli_args=["--help"])  # prints every field's help and exits
     try:
-        return RunConfig(**data)
+        return CliApp.run(RunConfig, cli_args=_normalise(argv))
+    except SettingsError as e:
+        raise SystemExit(f"invalid configuration: {e}") from None
     except ValidationError as e:
         raise SystemExit(f"invalid configuration:\n{e}") from None

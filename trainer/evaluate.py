@@ -14,15 +14,15 @@ import asyncio
 import numpy as np
 
 from shared.client import TeacherClient
-from shared.protocol import ScoreItem, ScoreRequest
+from shared.protocol import ScoreItem, ScoreRequest, ServerInfo, TeacherTargets
 from shared.skd import in_top_k
 from trainer.config import RunConfig
-from trainer.data import Example, score_response, summarize_scores
 from trainer.learner import Learner
-from trainer.rollout import Sample
+from trainer.tasks import Example, score_response, summarize_scores
+from trainer.types import Sample
 
 
-def _acceptance(targets, top_k: int, vocab_size: int) -> float:
+def greedy_acceptance(targets: list[TeacherTargets], top_k: int, vocab_size: int) -> float:
     """Fraction of response tokens among the teacher's top-K at their position."""
     hits = [
         in_top_k(lp, top, rank=vocab_size, k=top_k, vocab_size=vocab_size)
@@ -32,52 +32,60 @@ def _acceptance(targets, top_k: int, vocab_size: int) -> float:
     return sum(hits) / max(len(hits), 1)
 
 
-def evaluate(
-    actor,
-    urls: list[str],
-    learner: Learner,
-    examples: list[Example],
-    prompts: list[list[int]],
-    cfg: RunConfig,
-    vocab_size: int,
-    max_logprobs: int,
-) -> dict[str, float]:
-    """SKD rollouts of the prompts give the draft acceptance rate; the student's greedy responses give KL,
-    the task metric and how many of its own tokens the teacher ranks in its top-K."""
-    import ray
+class Evaluator:
+    """Evaluates the student that `actor` runs (push the weights first) on fixed held-out prompts."""
 
-    _, acceptance = ray.get(actor.skd_acceptance.remote(prompts))
-    version, greedy = ray.get(actor.generate_greedy.remote(prompts, cfg.max_new_tokens))
-    k_eval = (
-        min(max(cfg.top_k, cfg.num_logprobs), max_logprobs) if cfg.top_k < vocab_size else cfg.num_logprobs
-    )
+    def __init__(
+        self,
+        actor,
+        urls: list[str],
+        learner: Learner,
+        examples: list[Example],
+        prompts: list[list[int]],
+        cfg: RunConfig,
+        info: ServerInfo,
+    ):
+        self.actor, self.urls, self.learner, self.cfg = actor, urls, learner, cfg
+        self.examples, self.prompts = examples, prompts
+        self.vocab_size = info.vocab_size
+        full = cfg.top_k >= info.vocab_size  # on-policy K: every token is in the "top-K"
+        self.k_scored = cfg.num_logprobs if full else min(max(cfg.top_k, cfg.num_logprobs), info.max_logprobs)
 
-    async def score():
-        async with TeacherClient(urls, api_key=cfg.teacher_api_key) as client:
-            items = [ScoreItem(token_ids=p + r, start=len(p)) for p, r in zip(prompts, greedy)]
-            return await client.score(ScoreRequest(items=items, num_logprobs=k_eval))
+    async def _teacher_targets(self, responses: list[list[int]]) -> list[TeacherTargets]:
+        async with TeacherClient(self.urls, api_key=self.cfg.teacher_api_key) as client:
+            items = [ScoreItem(token_ids=p + r, start=len(p)) for p, r in zip(self.prompts, responses)]
+            return (await client.score(ScoreRequest(items=items, num_logprobs=self.k_scored))).items
 
-    greedy_targets = asyncio.run(score()).items
-    samples = [
-        Sample(
-            index=-1,
-            method="eval",
-            kind="kd",
-            prompt_ids=p,
-            response_ids=r,
-            teacher_topk_ids=[t[: cfg.num_logprobs] for t in targets.teacher_topk_ids],
-            teacher_topk_logprobs=[t[: cfg.num_logprobs] for t in targets.teacher_topk_logprobs],
-            weight_version=version,
-        )
-        for p, r, targets in zip(prompts, greedy, greedy_targets)
-    ]
-    texts = [learner.tokenizer.decode(r, skip_special_tokens=True) for r in greedy]
-    task = summarize_scores([score_response(ex, t) for ex, t in zip(examples, texts)])
-    return {
-        "eval/acceptance": acceptance,
-        "eval/greedy_acceptance": _acceptance(greedy_targets, cfg.top_k, vocab_size),
-        "eval/kl": learner.kl_to_teacher(samples),
-        "eval/response_tokens": float(np.mean([len(r) for r in greedy])),
-        "eval/weight_version": float(version),
-        **{f"eval/{k}": v for k, v in task.items()},
-    }
+    def _kl(self, responses: list[list[int]], targets: list[TeacherTargets], version: int) -> float:
+        n = self.cfg.num_logprobs
+        samples = [
+            Sample(
+                index=-1,
+                method="eval",
+                kind="kd",
+                prompt_ids=p,
+                response_ids=r,
+                teacher_topk_ids=[t[:n] for t in target.teacher_topk_ids],
+                teacher_topk_logprobs=[t[:n] for t in target.teacher_topk_logprobs],
+                weight_version=version,
+            )
+            for p, r, target in zip(self.prompts, responses, targets)
+        ]
+        return self.learner.kl_to_teacher(samples)
+
+    def __call__(self) -> dict[str, float]:
+        import ray
+
+        _, acceptance = ray.get(self.actor.skd_acceptance.remote(self.prompts))
+        version, greedy = ray.get(self.actor.generate_greedy.remote(self.prompts, self.cfg.max_new_tokens))
+        targets = asyncio.run(self._teacher_targets(greedy))
+        texts = [self.learner.tokenizer.decode(r, skip_special_tokens=True) for r in greedy]
+        task = summarize_scores([score_response(ex, t) for ex, t in zip(self.examples, texts)])
+        return {
+            "eval/acceptance": acceptance,
+            "eval/greedy_acceptance": greedy_acceptance(targets, self.cfg.top_k, self.vocab_size),
+            "eval/kl": self._kl(greedy, targets, version),
+            "eval/response_tokens": float(np.mean([len(r) for r in greedy])),
+            "eval/weight_version": float(version),
+            **{f"eval/{k}": v for k, v in task.items()},
+        }

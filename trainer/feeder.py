@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.rollout import Prompt
+from trainer.types import Prompt
 
 
 class PromptFeeder:
@@ -46,13 +46,14 @@ class PromptFeeder:
         batch = []
         for _ in range(need):
             pos, prompt = self._draw()
-            batch.append(prompt.model_copy(update={"index": pos}))  # the stream position travels along
+            batch.append(prompt.model_copy(update={"position": pos}))
         queue.put_nowait_batch(batch)
         return len(batch)
 
-    def done(self, position: int) -> None:
-        """A sample for this stream position was trained on or dropped."""
-        self.in_flight.pop(position, None)
+    def done(self, *positions: int | None) -> None:
+        """Samples for these stream positions were trained on or dropped."""
+        for position in positions:
+            self.in_flight.pop(position, None)
 
     def state(self) -> dict:
         return {"position": self.position, "in_flight": sorted(self.in_flight) + self.retry}

@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
 from trainer.config import RunConfig
 from trainer.losses import sparse_kd_loss, token_nll
-from trainer.rollout import Sample
+from trainer.types import LossKind, Sample
 from trainer.weights import pack
 
 STATE_FILE = "trainer_state.pt"
@@ -79,7 +79,7 @@ class Learner:
         picked = hidden[torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device)]
         return self.model.get_output_embeddings()(picked)
 
-    def token_losses(self, samples: list[Sample], kind: str | None = None) -> torch.Tensor:
+    def token_losses(self, samples: list[Sample], kind: LossKind | None = None) -> torch.Tensor:
         """Per-token loss [total response tokens] in sample order (`kind` overrides the KD divergence)."""
         logits = self._response_logits(samples)
         out, offset = [], 0
@@ -98,8 +98,10 @@ class Learner:
                 out.append(sparse_kd_loss(part, ids, lps, kind or self.cfg.loss, self.cfg.jsd_beta))
         return torch.cat(out) if out else torch.zeros(0, device=self.device)
 
-    def train_step(self, micro_batches: list[list[Sample]]) -> dict[str, float]:
-        """One optimiser step over the micro-batches (gradient accumulation)."""
+    def train_step(self, batch: list[Sample]) -> dict[str, float]:
+        """One optimiser step over the batch, in micro-batches of `batch_size` (gradient accumulation)."""
+        size = self.cfg.batch_size
+        micro_batches = [batch[i : i + size] for i in range(0, len(batch), size)]
         total_tokens = sum(len(s.response_ids) for mb in micro_batches for s in mb)
         if total_tokens == 0:
             raise ValueError("a training step needs at least one response token")

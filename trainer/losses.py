@@ -17,11 +17,11 @@ top-k would ignore how much mass the student wastes outside the teacher's suppor
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 
-LossKind = Literal["forward_kl", "reverse_kl", "jsd"]
+from trainer.types import LossKind
+
 _LOG_EPS = -60.0  # log of an empty bucket: finite so 0 * log 0 terms and gradients stay 0, not NaN
 
 

@@ -2,32 +2,207 @@
 
 With no arguments it runs the embedded default (SmolLM2-135M-Instruct teacher, a layer-pruned student, the
 shipped prompt set) end to end on this machine. Under `ray job submit ... -- python trainer/main.py` it joins
-that cluster. The parts, each in its own module:
+that cluster. The parts, each in its own module and none aware of this one:
 
-- config.RunConfig            what to run (validated before any work starts)
-- models                      the embedded default teacher and the pruned student
-- teacher_service             the teacher: given URLs, or a `python -m rollout_server` it starts and stops
-- data / feeder.PromptFeeder  prompts, tokenised with the chat template, streamed to a Ray queue
-- rollout.RolloutWorker       Ray actors with vLLM student engines producing samples onto a Ray queue
-- learner.Learner             the student in transformers: loss, AdamW, checkpoints
-- evaluate                    held-out acceptance rate, KL and task metric
-- report                      metrics.jsonl, plots, report.md
+- config.RunConfig        what to run (validated before any work starts)
+- models                  the embedded default teacher and the pruned student
+- teacher_service         the teacher: given URLs, or a `python -m rollout_server` it starts and stops
+- prompts, tasks          prompts tokenised with the chat template; task loaders and metrics
+- feeder.PromptFeeder     the prompt stream -> the actors' prompt queue (exact resume)
+- rollout.RolloutGroup    Ray actors with vLLM student engines running a method (methods.METHODS)
+- buffer.SampleBuffer     the actors' sample queue -> fresh batches (stale samples dropped and counted)
+- learner.Learner         the student in transformers: loss, AdamW, checkpoints
+- evaluate.Evaluator      held-out acceptance rate, KL and task metric
+- timing.PhaseTimer       where the wall time goes (busy / waiting for samples)
+- report                  metrics.jsonl, plots, report.md
 
-This file wires them together and drives the loop.
+`setup` wires them into a `Run`; `train` drives it in one loop; `main` does the rest.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import socket
 import sys
-import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # `python trainer/main.py`: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.config import RunConfig, parse_args
+
+if TYPE_CHECKING:  # the components import torch, vLLM or Ray: loaded in `setup`, after the config is valid
+    from trainer.buffer import SampleBuffer
+    from trainer.evaluate import Evaluator
+    from trainer.feeder import PromptFeeder
+    from trainer.learner import Learner
+    from trainer.report import MetricsLog
+    from trainer.rollout import RolloutGroup
+    from trainer.timing import PhaseTimer
+
+logger = logging.getLogger("trainer.main")
+
+
+# --- wiring ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """The wired components of one job and the few actions that involve several of them."""
+
+    cfg: RunConfig
+    out: Path
+    learner: Learner
+    feeder: PromptFeeder
+    rollout: RolloutGroup
+    buffer: SampleBuffer
+    evaluator: Evaluator
+    log: MetricsLog
+    prompt_queue: object  # ray.util.queue.Queue
+    tokens_seen: int = 0  # buffer.received_tokens at the previous step record
+
+    def keep_fed(self) -> None:
+        """While waiting for samples: top up the prompt queue, and fail fast if an actor died."""
+        capacity = self.cfg.num_rollout_actors * self.cfg.max_inflight_per_actor
+        self.feeder.fill(self.prompt_queue, 2 * capacity)
+        self.rollout.check()
+
+    def push_weights(self) -> None:
+        self.rollout.push_weights(self.learner.step, self.learner.export_weights(self.rollout.engine_dtype))
+
+    def evaluate(self) -> None:
+        self.push_weights()
+        metrics = self.evaluator()
+        self.log.write(self.learner.step, metrics)
+        logger.info(
+            "step %d: %s", self.learner.step, ", ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items())
+        )
+
+    def checkpoint(self) -> None:
+        state = {"data": self.feeder.state(), "dropped": self.buffer.dropped}
+        self.learner.save(self.out / "checkpoints", state)
+
+    def log_step(self, stats: dict, batch: list, timer: PhaseTimer) -> None:
+        """One metrics record per step; `perf/time_<phase>_s` is the wall time since the previous record."""
+        phases = timer.end_step()
+        elapsed = sum(phases.values())
+        drafted = sum(s.num_drafted for s in batch)
+        received, self.tokens_seen = (
+            self.buffer.received_tokens - self.tokens_seen,
+            self.buffer.received_tokens,
+        )
+        self.log.write(self.learner.step, {
+            **{f"train/{k}": v for k, v in stats.items()},
+            "train/batch_acceptance": sum(s.num_accepted for s in batch) / drafted if drafted else None,
+            **{f"train/samples_{method}": n for method, n in Counter(s.method for s in batch).items()},
+            "perf/rollout_tokens_per_s": received / max(elapsed, 1e-9),
+            "perf/train_tokens_per_s": stats["tokens"] / max(phases.get("train", 0.0), 1e-9),
+            "perf/busy_fraction": timer.busy_fraction,
+            "perf/step_busy_s": elapsed - phases.get("wait", 0.0),
+            "perf/step_idle_s": phases.get("wait", 0.0),
+            **{f"perf/time_{phase}_s": seconds for phase, seconds in phases.items()},
+            "perf/mean_staleness": sum(self.learner.step - 1 - s.weight_version for s in batch) / len(batch),
+            "perf/dropped_stale_total": self.buffer.dropped,
+            "perf/weight_push_s": phases.get("push"),
+            "data/position": self.feeder.position,
+        })  # fmt: skip
+
+    def summary(self, timer: PhaseTimer, pushes: list[float]) -> dict:
+        return {
+            "steps": self.learner.step,
+            "dropped_stale_samples": self.buffer.dropped,
+            "trainer_busy_fraction": round(timer.busy_fraction, 3),
+            "seconds_by_phase": {phase: round(s, 1) for phase, s in timer.total.items()},
+            "mean_weight_push_s": round(sum(pushes) / len(pushes), 3) if pushes else None,
+            "final_checkpoint": str(self.out / "checkpoints" / f"step_{self.learner.step:06d}"),
+        }
+
+    def shutdown(self) -> None:
+        self.rollout.stop()
+
+
+def setup(cfg: RunConfig, out: Path, student_path: Path, checkpoint: Path | None, urls, info) -> Run:
+    """Build every component and start the actors (resumed weights are pushed before their first round)."""
+    from ray.util.queue import Queue
+
+    from trainer.buffer import SampleBuffer
+    from trainer.evaluate import Evaluator
+    from trainer.feeder import PromptFeeder
+    from trainer.learner import Learner
+    from trainer.methods import METHODS
+    from trainer.prompts import load_prompts
+    from trainer.report import MetricsLog
+    from trainer.rollout import RolloutGroup
+
+    method = METHODS[cfg.method](cfg)
+    learner = Learner(cfg, checkpoint or student_path)
+    state = learner.load_state(checkpoint) if checkpoint else {}
+    train_prompts, eval_examples, eval_prompts = load_prompts(cfg, learner.tokenizer, method.needs_reference)
+    feeder = PromptFeeder(train_prompts, cfg.seed, state.get("data"))
+    prompt_queue, sample_queue = Queue(), Queue()
+    # Actors start from the base student (a path every node has); a resumed run's weights follow.
+    rollout = RolloutGroup(
+        cfg, str(student_path), urls, info.eos_token_ids, method, (prompt_queue, sample_queue)
+    )
+    buffer = SampleBuffer(
+        sample_queue, cfg.max_staleness, lambda s: feeder.done(s.position), state.get("dropped", 0)
+    )
+    evaluator = Evaluator(rollout.actors[0], urls, learner, eval_examples, eval_prompts, cfg, info)
+    run = Run(
+        cfg, out, learner, feeder, rollout, buffer, evaluator, MetricsLog(out / "metrics.jsonl"), prompt_queue
+    )
+    if checkpoint:
+        run.push_weights()
+    rollout.start()
+    return run
+
+
+# --- driving -----------------------------------------------------------------------------------------------
+
+
+def train(run: Run) -> dict:
+    """The loop: gather a fresh batch, step, push weights, log, evaluate, checkpoint. Returns a summary."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from trainer.timing import PhaseTimer
+
+    cfg, learner, timer = run.cfg, run.learner, PhaseTimer()
+    need = cfg.batch_size * cfg.grad_accum
+    pushes = []
+    if cfg.eval_at_start and learner.step == 0:
+        run.evaluate()
+        timer.lap("eval")
+    bar = tqdm(total=cfg.steps, initial=learner.step, desc="train", unit="step")
+    with logging_redirect_tqdm(), bar:
+        while learner.step < cfg.steps:
+            batch = run.buffer.take(need, learner.step, while_waiting=run.keep_fed)
+            timer.lap("wait")
+            stats = learner.train_step(batch)
+            run.feeder.done(*(s.position for s in batch))
+            timer.lap("train")
+            if learner.step % cfg.sync_every == 0:
+                run.push_weights()
+                pushes.append(timer.lap("push"))
+            run.log_step(stats, batch, timer)
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", busy=f"{timer.busy_fraction:.2f}")
+            timer.lap("log")
+            if learner.step % cfg.eval_every == 0 or learner.step == cfg.steps:
+                run.evaluate()
+                timer.lap("eval")
+            if learner.step % cfg.checkpoint_every == 0 or learner.step == cfg.steps:
+                run.checkpoint()
+                timer.lap("checkpoint")
+    return run.summary(timer, pushes)
+
+
+# --- the job -----------------------------------------------------------------------------------------------
 
 
 def resolve_models(cfg: RunConfig) -> tuple[Path, Path]:
@@ -82,45 +257,36 @@ def connect_ray(cfg: RunConfig) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if ray.is_initialized():  # a caller (tests, notebooks) already connected
         return
+    quiet = logging.DEBUG if cfg.log_level == "debug" else logging.WARNING
     address = cfg.ray_address or os.environ.get("RAY_ADDRESS")  # set inside `ray job submit`
     if address:
         _probe(address)
-        ray.init(address=address)
+        ray.init(address=address, logging_level=quiet)
     else:
-        ray.init(address="local", include_dashboard=False, num_cpus=max(os.cpu_count() or 1, 2))
+        cpus = max(os.cpu_count() or 1, 2)
+        ray.init(address="local", include_dashboard=False, num_cpus=cpus, logging_level=quiet)
 
 
-def load_prompts(cfg: RunConfig, tokenizer):
-    from trainer.data import encode_prompt, load_examples
-    from trainer.rollout import Prompt
+def _exit_on_sigterm() -> None:
+    """`ray job stop`, `docker stop` and `kill` send SIGTERM: unwind (stop the actors and the teacher)."""
 
-    train = load_examples(cfg.train_data, split="train")
-    evals = load_examples(cfg.eval_data, split="eval", limit=cfg.num_eval_prompts)
-    needs_ref = cfg.method in ("supervised_kd", "sft", "mixed")
-    missing = [i for i, ex in enumerate(train) if needs_ref and not ex.reference]
-    if missing:
-        raise SystemExit(f"method {cfg.method} needs references; {len(missing)} train prompts have none")
+    def handler(signum, frame):
+        raise SystemExit(f"stopped by signal {signum}")
 
-    def encode(i, ex):
-        ids = encode_prompt(ex, tokenizer, max_prompt_len=cfg.max_prompt_len, system_prompt=cfg.system_prompt)
-        ref = tokenizer(ex.reference, add_special_tokens=False)["input_ids"] if ex.reference else None
-        if ref is not None and tokenizer.eos_token_id is not None:
-            ref = [*ref[: cfg.max_new_tokens - 1], tokenizer.eos_token_id]
-        return Prompt(index=i, prompt_ids=ids, reference_ids=ref)
+    import threading
 
-    return (
-        [encode(i, ex) for i, ex in enumerate(train)],
-        evals,
-        [encode(i, ex).prompt_ids for i, ex in enumerate(evals)],
-    )
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     from trainer.learner import latest_checkpoint
+    from trainer.logs import configure
     from trainer.report import MetricsLog, write_report
     from trainer.teacher_service import TeacherError, teacher_service
 
+    configure(cfg.log_level)
     out = Path(cfg.output_dir)
     checkpoint = latest_checkpoint(out / "checkpoints") if cfg.resume else None
     if cfg.resume and checkpoint is None:
@@ -131,143 +297,20 @@ def main(argv: list[str] | None = None) -> None:
         )
     teacher_path, student_path = resolve_models(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    _exit_on_sigterm()
     connect_ray(cfg)
     try:
         with teacher_service(cfg, teacher_path, out / "teacher_server.log") as (urls, info):
             check_compatible(teacher_path, student_path, info, cfg)
-            summary = train(cfg, out, student_path, checkpoint, urls, info)
+            run = setup(cfg, out, student_path, checkpoint, urls, info)
+            try:
+                summary = train(run)
+            finally:
+                run.shutdown()
     except TeacherError as e:
         raise SystemExit(f"teacher: {e}") from None
     report = write_report(out, cfg.model_dump(mode="json"), MetricsLog(out / "metrics.jsonl").read(), summary)
-    print(f"done: {report}")
-
-
-def train(
-    cfg: RunConfig, out: Path, student_path: Path, checkpoint: Path | None, urls: list[str], info
-) -> dict:
-    """The loop: gather fresh samples, step, push weights, evaluate, checkpoint. Returns a run summary."""
-    import ray
-    import torch
-    from ray.util.queue import Queue
-    from tqdm import tqdm
-
-    from trainer.evaluate import evaluate
-    from trainer.feeder import PromptFeeder
-    from trainer.learner import Learner, latest_checkpoint
-    from trainer.report import MetricsLog
-    from trainer.rollout import rollout_actor
-
-    learner = Learner(cfg, checkpoint or student_path)
-    state = learner.load_state(checkpoint) if checkpoint else {}
-    train_prompts, eval_examples, eval_prompts = load_prompts(cfg, learner.tokenizer)
-    feeder = PromptFeeder(train_prompts, cfg.seed, state.get("data"))
-    prompt_q, sample_q = Queue(), Queue()
-    engine_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(
-        cfg.student_dtype, torch.float32
-    )
-    # Actors start from the base student (a path every node has); a resumed run's weights are pushed to
-    # them before their first round, like any other update.
-    actors = [
-        rollout_actor(cfg).remote(cfg, str(student_path), urls, (prompt_q, sample_q), i, info.eos_token_ids)
-        for i in range(cfg.num_rollout_actors)
-    ]
-    log = MetricsLog(out / "metrics.jsonl")
-    capacity = cfg.num_rollout_actors * cfg.max_inflight_per_actor
-    buffer, dropped, busy_s, idle_s, push_s = [], state.get("dropped", 0), 0.0, 0.0, []
-    rollout_tokens_prev, t_prev = 0, time.perf_counter()
-
-    def push_weights() -> float:
-        """One `ray.put`, shared zero-copy by every actor; they load it between rounds (not awaited here,
-        so the trainer never waits for an actor's engine call in progress)."""
-        start = time.perf_counter()
-        ref = ray.put(learner.export_weights(engine_dtype))
-        for a in actors:
-            a.update_weights.remote(learner.step, ref)
-        return time.perf_counter() - start
-
-    def run_eval() -> None:
-        push_weights()
-        metrics = evaluate(
-            actors[0], urls, learner, eval_examples, eval_prompts, cfg, info.vocab_size, info.max_logprobs
-        )
-        log.write(learner.step, metrics)
-        bar.write(f"step {learner.step}: " + ", ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items()))
-
-    if checkpoint:
-        push_weights()
-    runs = [a.run.remote() for a in actors]
-    bar = tqdm(total=cfg.steps, initial=learner.step, desc="train", unit="step")
-    if cfg.eval_at_start and learner.step == 0:
-        run_eval()
-    while learner.step < cfg.steps:
-        # 1. gather a batch of fresh samples (dropping stale ones), keeping the actors fed
-        wait_start = time.perf_counter()
-        need = cfg.batch_size * cfg.grad_accum
-        while True:
-            buffer += sample_q.get_nowait_batch(sample_q.qsize()) if sample_q.qsize() else []
-            fresh = [s for s in buffer if learner.step - s.weight_version <= cfg.max_staleness]
-            for s in buffer:
-                if learner.step - s.weight_version > cfg.max_staleness:
-                    dropped += 1
-                    feeder.done(s.index)
-            buffer = fresh
-            if len(buffer) >= need:
-                break
-            feeder.fill(prompt_q, 2 * capacity)
-            failed = ray.wait(runs, timeout=0)[0]
-            if failed:
-                ray.get(failed)  # an actor's loop ended: raise its error here
-                raise RuntimeError("a rollout actor stopped unexpectedly")
-            time.sleep(0.02)
-        batch, buffer = buffer[:need], buffer[need:]
-        idle_s += time.perf_counter() - wait_start
-        # 2. one optimiser step
-        step_start = time.perf_counter()
-        stats = learner.train_step([batch[i : i + cfg.batch_size] for i in range(0, need, cfg.batch_size)])
-        for s in batch:
-            feeder.done(s.index)
-        if learner.step % cfg.sync_every == 0:
-            push_s.append(push_weights())
-        step_busy = time.perf_counter() - step_start
-        busy_s += step_busy
-        # 3. bookkeeping
-        now = time.perf_counter()
-        actor_stats = ray.get([a.get_stats.remote() for a in actors])
-        rollout_tokens = sum(a["tokens"] for a in actor_stats)
-        drafted = sum(s.num_drafted for s in batch)
-        log.write(learner.step, {
-            **{f"train/{k}": v for k, v in stats.items()},
-            "train/batch_acceptance": sum(s.num_accepted for s in batch) / drafted if drafted else None,
-            "perf/rollout_tokens_per_s": (rollout_tokens - rollout_tokens_prev) / (now - t_prev),
-            "perf/train_tokens_per_s": stats["tokens"] / step_busy,
-            "perf/busy_fraction": busy_s / max(busy_s + idle_s, 1e-9),
-            "perf/step_busy_s": step_busy,
-            "perf/step_idle_s": step_start - wait_start,
-            "perf/mean_staleness": sum(learner.step - 1 - s.weight_version for s in batch) / len(batch),
-            "perf/dropped_stale_total": dropped,
-            "perf/weight_push_s": push_s[-1] if push_s else None,
-            "data/position": feeder.position,
-        })  # fmt: skip
-        rollout_tokens_prev, t_prev = rollout_tokens, now
-        bar.update(1)
-        bar.set_postfix(loss=f"{stats['loss']:.3f}", busy=f"{busy_s / max(busy_s + idle_s, 1e-9):.2f}")
-        # 4. evaluation and checkpoints
-        if learner.step % cfg.eval_every == 0 or learner.step == cfg.steps:
-            run_eval()
-        if learner.step % cfg.checkpoint_every == 0 or learner.step == cfg.steps:
-            learner.save(out / "checkpoints", {"data": feeder.state(), "dropped": dropped})
-    bar.close()
-    ray.get([a.stop.remote() for a in actors])
-    ray.get(runs)
-    for a in actors:
-        ray.kill(a)
-    return {
-        "steps": learner.step,
-        "dropped_stale_samples": dropped,
-        "trainer_busy_fraction": round(busy_s / max(busy_s + idle_s, 1e-9), 3),
-        "mean_weight_push_s": round(sum(push_s) / len(push_s), 3) if push_s else None,
-        "final_checkpoint": str(latest_checkpoint(out / "checkpoints")),
-    }
+    logger.info("done: %s", report)
 
 
 if __name__ == "__main__":

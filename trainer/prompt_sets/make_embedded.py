@@ -1,5 +1,5 @@
-"""Generate the embedded prompt set: `python trainer/data/make_embedded.py` rewrites embedded_train.jsonl
-(600 lines) and embedded_eval.jsonl (64 lines, disjoint prompts).
+"""Generate the embedded prompt set: `python -m trainer.prompt_sets.make_embedded` rewrites
+embedded_train.jsonl (600 lines) and embedded_eval.jsonl (64 lines, disjoint prompts).
 
 The default run needs data that ships with the repo and needs no download or licence: half are arithmetic
 questions with an exact answer (a metric that moves during training), half are open chat instructions built

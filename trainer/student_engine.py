@@ -1,0 +1,88 @@
+"""A rollout actor's student: one in-process vLLM engine that drafts, answers greedily and takes new weights.
+
+Weight loads go through the worker's `reload_weights` (`model.load_weights` does not work on vLLM-CPU, which
+repacks weights) and are followed by a prefix-cache reset: KV computed by the old weights must not be reused.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from shared.engine_settings import engine_kwargs
+from trainer.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+
+class _ExpectedLoadWarnings(logging.Filter):
+    """Drops two vLLM warnings that every run would print and that say nothing is wrong:
+
+    - "RotaryEmbedding: Failed to load weights", on every weight reload: a rotary embedding's only tensor is
+      its cos/sin cache, a buffer computed from the config that no checkpoint holds; vLLM's layerwise reload
+      counts it as loadable, finds nothing for it and puts the existing cache back
+      (`finalize_layerwise_processing`). A failure of any other layer still shows.
+    - "Attempted to load weight W with dtype torch.float32 into parameter with dtype torch.bfloat16" (or
+      float16), once per tensor at start-up: the fp32 student checkpoint narrowed to `student_dtype`, which
+      is what the config asks for. Other dtype mismatches still show.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message == "RotaryEmbedding: Failed to load weights":
+            return False
+        return not (
+            message.startswith("Attempted to load weight ")
+            and message.endswith(("dtype torch.float32 into parameter with dtype torch.bfloat16",
+                                  "dtype torch.float32 into parameter with dtype torch.float16"))
+        )  # fmt: skip
+
+
+class StudentEngine:
+    def __init__(self, path: str, cfg: RunConfig, max_model_len: int):
+        from vllm import LLM
+
+        for name in ("vllm.model_executor.model_loader.reload.layerwise", "vllm.model_executor.models.utils"):
+            logging.getLogger(name).addFilter(_ExpectedLoadWarnings())
+        self.cfg = cfg
+        self.llm = LLM(
+            model=path,
+            dtype=cfg.student_dtype,
+            seed=cfg.seed,
+            gpu_memory_utilization=0.5,
+            **engine_kwargs(max_model_len=max_model_len, kv_cache_gib=cfg.student_kv_cache_gib),
+        )
+
+    def _generate(self, contexts: list[list[int]], params) -> list[list[int]]:
+        outs = self.llm.generate([{"prompt_token_ids": c} for c in contexts], params, use_tqdm=False)
+        return [list(o.outputs[0].token_ids) for o in outs]
+
+    def draft(self, contexts: list[list[int]], max_tokens: list[int], seeds: list[int]) -> list[list[int]]:
+        """Sampled continuations (the student's drafting temperature/top-p), one seeded request each."""
+        from vllm import SamplingParams
+
+        params = [
+            SamplingParams(
+                max_tokens=n,
+                temperature=self.cfg.student_temperature,
+                top_p=self.cfg.student_top_p,
+                detokenize=False,
+                seed=seed,
+            )
+            for n, seed in zip(max_tokens, seeds)
+        ]
+        return self._generate(contexts, params)
+
+    def greedy(self, prompts: list[list[int]], max_tokens: int) -> list[list[int]]:
+        from vllm import SamplingParams
+
+        return self._generate(
+            prompts, SamplingParams(max_tokens=max_tokens, temperature=0.0, detokenize=False)
+        )
+
+    def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        self.llm.collective_rpc(
+            "reload_weights", kwargs={"weights_iterator": list(weights.items()), "is_checkpoint_format": True}
+        )
+        self.llm.reset_prefix_cache()

@@ -1,0 +1,103 @@
+"""What a task is, and the tasks known by name.
+
+A `Task` bundles everything the trainer needs to know about one kind of data: how a row in the task's own
+format becomes a prompt (`parse_row` + `prompt_format`), where it loads from (`hub`, or a loader of its own),
+and how a response is scored (`metric`). The built-in tasks register in `trainer.tasks.builtin`; a new task is
+one `register(Task(...))` call, after which `load_examples("NAME")`, `NAME:PATH` and scoring all work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+Split = Literal["train", "eval"]
+
+
+class Example(BaseModel):
+    """One prompt. `reference` is a target response (SFT, supervised KD, metrics); `meta` holds what the
+    task metric needs beyond it (humaneval: task_id, prompt, test, entry_point; gsm8k: the final answer)."""
+
+    prompt: str = Field(min_length=1)
+    reference: str | None = None
+    task: str = "chat"
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("task")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in TASKS:
+            raise ValueError(f"unknown task {name!r}; registered tasks: {', '.join(sorted(TASKS))}")
+        return name
+
+
+Metric = Callable[..., dict[str, float]]
+"""`metric(example, response, **options) -> {name: value}`; {} when there is nothing to compare with."""
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """A Hugging Face hub dataset: `datasets.load_dataset(path, config, split=splits[split])`.
+
+    `config_pattern`: the config comes from the spec (`TASK:CONFIG`, e.g. flores:eng_Latn-deu_Latn) and must
+    match this regex; `config_hint` shows its form in errors. `loading_script`: only datasets<4 loads it.
+    """
+
+    path: str
+    splits: dict[str, str]
+    config: str | None = None
+    config_pattern: str | None = None
+    config_hint: str = "CONFIG"
+    loading_script: bool = False
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row in a task's own format, parsed: the fields `prompt_format` names, the reference, metric data."""
+
+    fields: dict[str, str]
+    reference: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task. `parse_row` raises KeyError(field) for a missing field and ValueError for a bad one."""
+
+    name: str
+    metric: Metric
+    prompt_format: str = "{prompt}"
+    parse_row: Callable[[dict[str, Any]], Row] | None = None
+    hub: HubSource | None = None
+    load: Callable[[Task, Split], list[Example]] | None = None  # a source of its own (humaneval: its package)
+
+    def example(self, row: Row) -> Example:
+        return Example(
+            prompt=self.prompt_format.format(**row.fields),
+            reference=row.reference,
+            task=self.name,
+            meta=row.meta,
+        )
+
+    def spec_forms(self) -> list[str]:
+        """How `train_data` / `eval_data` name this task."""
+        forms = []
+        if self.load or (self.hub and not self.hub.config_pattern):
+            forms.append(f"'{self.name}'")
+        if self.hub and self.hub.config_pattern:
+            forms.append(f"'{self.name}:{self.hub.config_hint}'")
+        if self.parse_row:
+            forms.append(f"'{self.name}:PATH'")
+        return forms
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register(task: Task) -> Task:
+    """Make a task known by name (data specs, `Example.task`, scoring)."""
+    TASKS[task.name] = task
+    return task
