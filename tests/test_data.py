@@ -268,3 +268,12 @@ def test_summarize_scores():
     assert summarize_scores(scores) == {"exact_match": 0.25}
     assert summarize_scores([{"pass": 1.0}, {"pass": 0.0}, {"pass": 1.0}, {"pass": 1.0}]) == {"pass@1": 0.75}
     assert summarize_scores([]) == {}
+
+
+def test_embedded_set_is_what_its_generator_writes(tmp_path):
+    from trainer.prompt_sets import make_embedded
+
+    make_embedded.main(tmp_path)
+    for split in ("train", "eval"):
+        name = f"embedded_{split}.jsonl"
+        assert (tmp_path / name).read_text() == (PROMPT_SETS / name).read_text(), name

@@ -7,6 +7,7 @@ to it over HTTP like any other client.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -19,6 +20,8 @@ import httpx
 
 from shared.protocol import ServerInfo
 from trainer.config import RunConfig
+
+logger = logging.getLogger(__name__)
 
 
 class TeacherError(RuntimeError):
@@ -51,7 +54,7 @@ def check_urls(urls: list[str], api_key: str | None, timeout_s: float = 10.0) ->
     if not live:
         raise TeacherError("no teacher reachable:\n  " + "\n  ".join(errors))
     for err in errors:
-        print(f"warning: skipping teacher {err}", file=sys.stderr)
+        logger.warning("skipping teacher %s", err)
     return live, info
 
 

@@ -131,7 +131,7 @@ def chat_examples(rng: random.Random, n: int) -> list[dict]:
     return [{"prompt": p, "task": "chat"} for p in pool[:n]]
 
 
-def main() -> None:
+def main(out_dir: Path = OUT_DIR) -> None:
     rng = random.Random(SEED)
     n_arith_train, n_arith_eval = NUM_TRAIN // 2, NUM_EVAL // 2
     arith = arithmetic_examples(rng, n_arith_train + n_arith_eval)
@@ -143,7 +143,7 @@ def main() -> None:
     }
     for name, rows in splits.items():
         rng.shuffle(rows)
-        path = OUT_DIR / f"embedded_{name}.jsonl"
+        path = out_dir / f"embedded_{name}.jsonl"
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         print(f"wrote {len(rows)} examples to {path}")
 
