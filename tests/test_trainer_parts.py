@@ -158,3 +158,12 @@ def test_no_function_is_longer_than_a_screen():
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60
     ]
     assert not long, long
+
+
+def test_a_repeated_flag_overrides_instead_of_appending():
+    cfg = parse_args(
+        ["--teacher_urls=[http://a:1]", "--steps", "4", "--teacher-urls", "[http://b:2]", "--steps=5"]
+    )
+    assert (cfg.teacher_urls, cfg.steps) == (["http://b:2"], 5)
+    with pytest.raises(SystemExit, match="unrecognized arguments: stray"):
+        parse_args(["stray", "--steps=3"])

@@ -167,17 +167,23 @@ class RunConfig(BaseSettings):
 
 
 def _normalise(argv: list[str]) -> list[str]:
-    """`--max-new-tokens` -> `--max_new_tokens`; a bare boolean `--resume` -> `--resume=true`."""
-    flags = {name: f.annotation for name, f in RunConfig.model_fields.items()}
-    out = []
+    """Conventions argparse-style users expect: `--max-new-tokens` = `--max_new_tokens`; a bare boolean
+    `--resume` = `--resume=true`; a flag given twice keeps its last value (an override, as in
+    `python trainer/main.py --config run.yaml ... --steps=5`, never a list that grows)."""
+    bools = {name for name, f in RunConfig.model_fields.items() if f.annotation in (bool, "bool")}
+    groups: dict[str, list[str]] = {}  # flag -> its tokens, in the order of each flag's last occurrence
     for i, token in enumerate(argv):
-        if token.startswith("--") and token != "--":
-            key, eq, value = token[2:].partition("=")
-            key = key.replace("-", "_")
-            bare = not eq and (i + 1 == len(argv) or argv[i + 1].startswith("--"))
-            token = f"--{key}=true" if bare and flags.get(key) in (bool, "bool") else f"--{key}{eq}{value}"
-        out.append(token)
-    return out
+        if not token.startswith("--") or token == "--":
+            if not groups:
+                return argv  # not flags: let the parser report it
+            groups[next(reversed(groups))].append(token)
+            continue
+        key, eq, value = token[2:].partition("=")
+        key = key.replace("-", "_")
+        bare = not eq and (i + 1 == len(argv) or argv[i + 1].startswith("--"))
+        groups.pop(key, None)
+        groups[key] = [f"--{key}=true" if bare and key in bools else f"--{key}{eq}{value}"]
+    return [token for tokens in groups.values() for token in tokens]
 
 
 def parse_args(argv: list[str] | None = None) -> RunConfig:
