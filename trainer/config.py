@@ -10,10 +10,10 @@ work starts; an unknown key or a bad value is a clear error naming the field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     CliApp,
@@ -22,7 +22,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from trainer.types import LogLevel, LossKind
+from trainer.methods import METHODS
+from trainer.types import LogLevel, LossKind, registered
 
 
 class _YamlFile(PydanticBaseSettingsSource):
@@ -53,7 +54,7 @@ class RunConfig(BaseSettings):
     )
 
     # --- what to distil -----------------------------------------------------------------------------
-    method: str = Field(
+    method: Annotated[str, AfterValidator(registered(METHODS, "method"))] = Field(
         "skd",
         description="A rollout method of trainer.methods.METHODS: skd (student drafts, teacher keeps its "
         "top-K and replaces the first miss), on_policy (K = vocab), teacher_sampling (K = 0), supervised_kd "
@@ -149,15 +150,6 @@ class RunConfig(BaseSettings):
     config: Path | None = Field(
         None, description="YAML file of these fields; the command line overrides it, it overrides SKD_* env."
     )
-
-    @field_validator("method")
-    @classmethod
-    def _registered_method(cls, name: str) -> str:
-        from trainer.methods import METHODS
-
-        if name not in METHODS:
-            raise ValueError(f"unknown method {name!r}; registered methods: {', '.join(METHODS)}")
-        return name
 
     @classmethod
     def settings_customise_sources(

@@ -92,10 +92,8 @@ class Run:
         phases = timer.end_step()
         elapsed = sum(phases.values())
         drafted = sum(s.num_drafted for s in batch)
-        received, self.tokens_seen = (
-            self.buffer.received_tokens - self.tokens_seen,
-            self.buffer.received_tokens,
-        )
+        received = self.buffer.received_tokens - self.tokens_seen
+        self.tokens_seen = self.buffer.received_tokens
         self.log.write(self.learner.step, {
             **{f"train/{k}": v for k, v in stats.items()},
             "train/batch_acceptance": sum(s.num_accepted for s in batch) / drafted if drafted else None,

@@ -3,7 +3,8 @@ share. Nothing here imports a component, so every component can import it."""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -14,6 +15,18 @@ SampleKind = Literal["kd", "sft"]
 """How the learner trains on a sample: KD on the teacher's top-k targets, or cross-entropy on its tokens."""
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+def registered(registry: Mapping[str, Any], what: str) -> Callable[[str], str]:
+    """A pydantic validator: the name must be in the registry (looked up when validating, so entries
+    registered later count)."""
+
+    def check(name: str) -> str:
+        if name not in registry:
+            raise ValueError(f"unknown {what} {name!r}; registered {what}s: {', '.join(registry)}")
+        return name
+
+    return check
 
 
 class Prompt(BaseModel):

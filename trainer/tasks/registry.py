@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field
+
+from trainer.types import registered
 
 Split = Literal["train", "eval"]
+TASKS: dict[str, Task] = {}
 
 
 class Example(BaseModel):
@@ -23,15 +26,8 @@ class Example(BaseModel):
 
     prompt: str = Field(min_length=1)
     reference: str | None = None
-    task: str = "chat"
+    task: Annotated[str, AfterValidator(registered(TASKS, "task"))] = "chat"
     meta: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("task")
-    @classmethod
-    def _registered(cls, name: str) -> str:
-        if name not in TASKS:
-            raise ValueError(f"unknown task {name!r}; registered tasks: {', '.join(sorted(TASKS))}")
-        return name
 
 
 Metric = Callable[..., dict[str, float]]
@@ -92,9 +88,6 @@ class Task:
         if self.parse_row:
             forms.append(f"'{self.name}:PATH'")
         return forms
-
-
-TASKS: dict[str, Task] = {}
 
 
 def register(task: Task) -> Task:
