@@ -103,17 +103,20 @@ def test_phase_timer_accounts_for_every_second(monkeypatch):
 
 
 def test_only_the_expected_vllm_load_warnings_are_dropped():
-    from trainer.student_engine import _ExpectedLoadWarnings
+    from trainer.student_engine import _ExpectedVllmWarnings
 
     def kept(message: str, *args) -> bool:
         record = logging.LogRecord("vllm.x", logging.WARNING, __file__, 1, message, args, None)
-        return _ExpectedLoadWarnings().filter(record)
+        return _ExpectedVllmWarnings().filter(record)
 
     assert not kept("%s: Failed to load weights", "RotaryEmbedding")
     assert kept("%s: Failed to load weights", "QKVParallelLinear")  # a real failure still shows
     narrowing = "Attempted to load weight %s with dtype %s into parameter with dtype %s"
     assert not kept(narrowing, "norm.weight", "torch.float32", "torch.bfloat16")
     assert kept(narrowing, "norm.weight", "torch.bfloat16", "torch.float16")
+    assert not kept(
+        "CPU backend doesn't allow to use `torch.set_num_threads` after the thread binding, skip it."
+    )
 
 
 # --- the code's shape ---------------------------------------------------------------------------------------

