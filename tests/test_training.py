@@ -256,3 +256,49 @@ def test_feeder_sends_stream_positions_and_keeps_dataset_indices(ray_cluster):
     got = q.get_nowait_batch(3)  # the two in flight first, then the stream goes on
     assert [(p.position, p.index) for p in got[:2]] == [(5, sent[5].index), (6, sent[6].index)]
     assert got[2].position == 7
+
+
+def test_sigterm_stops_the_job_and_everything_it_started(tiny_models, tmp_path):
+    """`ray job stop` / `docker stop` send SIGTERM: the job unwinds, stopping its actors, its own teacher
+    server and its local Ray cluster; nothing it started outlives it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "trainer" / "main.py"), f"--teacher_model={tiny_models['teacher']}",
+           f"--student_model={tiny_models['student']}", "--student_dtype=float32", "--teacher_dtype=float32",
+           "--student_kv_cache_gib=0.25", "--teacher_kv_cache_gib=0.25", "--max_new_tokens=16",
+           "--max_prompt_len=96", "--batch_size=4", "--steps=10000", "--eval_at_start=false",
+           f"--output_dir={out}"]  # fmt: skip
+    env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "0-1")}
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().strip()):
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "the job never finished a step"
+        time.sleep(0.5)
+
+    def command(p: psutil.Process) -> str:
+        try:
+            return " ".join(p.cmdline())
+        except psutil.Error:  # exited meanwhile
+            return ""
+
+    started = psutil.Process(proc.pid).children(recursive=True)
+    assert any("rollout_server" in command(p) for p in started)  # its own teacher
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) != 0
+    assert "stopped by signal 15" in proc.stderr.read()
+    deadline = time.monotonic() + 30  # Ray's own processes exit as its shutdown completes
+    while alive := [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
+        assert time.monotonic() < deadline, [command(p)[:120] for p in alive]
+        time.sleep(0.5)
