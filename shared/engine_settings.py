@@ -39,7 +39,8 @@ def engine_kwargs(
     cpu = on_cpu()
     if cpu:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # only read when kv_cache_gib is unset
+        if not kv_cache_gib:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM-CPU's own default is ~18
     return {
         "max_model_len": max_model_len,
         "kv_cache_memory_bytes": int(kv_cache_gib * 2**30) if kv_cache_gib else None,

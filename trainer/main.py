@@ -295,8 +295,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     teacher_path, student_path = resolve_models(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    _exit_on_sigterm()
     connect_ray(cfg)
+    _exit_on_sigterm()  # after ray.init, which installs its own bare sys.exit handler
     try:
         with teacher_service(cfg, teacher_path, out / "teacher_server.log") as (urls, info):
             check_compatible(teacher_path, student_path, info, cfg)
