@@ -1,13 +1,21 @@
 """Async HTTP client of the teacher service (httpx), typed by `shared.protocol`.
 
-Requests are spread round-robin over one or more teacher URLs; a URL that fails to connect is skipped
-for `cooldown_s` and the request goes to the next one. HTTP errors (4xx/5xx) are raised, not retried:
-a bad request is the caller's bug, and retrying it elsewhere would only repeat it.
+Requests are spread round-robin over one or more teacher URLs. A teacher that is away (transport error:
+refused, reset, dropped mid-request; or 502/503/504) does not fail the caller: the request goes to the next
+URL at once, and once every URL has failed it is retried with bounded exponential backoff and jitter,
+honouring a server's `Retry-After`, until the outage has lasted `outage_s`. Retrying is safe: a request
+is deterministic given its seed. A URL that failed is tried again after `cooldown_s` (so a restarted
+teacher comes back, including one that was down when the run started). Each outage and each recovery is
+logged once, not per request. Other HTTP errors (4xx, 500) are raised at once: a bad request or a server
+bug would only repeat elsewhere.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
+import random
 import time
 from typing import TypeVar
 
@@ -25,10 +33,27 @@ from shared.protocol import (
 )
 
 R = TypeVar("R", bound=BaseModel)
+logger = logging.getLogger(__name__)
+RETRYABLE_STATUS = frozenset({502, 503, 504})
 
 
 class TeacherUnavailable(RuntimeError):
-    """No teacher URL accepted the connection."""
+    """No teacher answered within the outage limit."""
+
+
+class _Away(Exception):
+    """One URL failed in a way worth retrying elsewhere or later."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(resp.headers["retry-after"]))
+    except (KeyError, ValueError):
+        return None
 
 
 class TeacherClient:
@@ -38,7 +63,9 @@ class TeacherClient:
         *,
         api_key: str | None = None,
         timeout_s: float = 600.0,
-        cooldown_s: float = 10.0,
+        cooldown_s: float = 5.0,
+        outage_s: float = 600.0,
+        backoff_s: tuple[float, float] = (0.25, 10.0),
         max_connections: int = 256,
     ):
         self.urls = [u.rstrip("/") for u in ([urls] if isinstance(urls, str) else urls)]
@@ -52,29 +79,83 @@ class TeacherClient:
         )
         self._turn = itertools.count()
         self._dead_until = [0.0] * len(self.urls)
-        self.cooldown_s = cooldown_s
+        self._down_reason: list[str | None] = [None] * len(self.urls)  # logged once per outage of a URL
+        self._outage_since: float | None = None  # every URL failing since then
+        self.cooldown_s, self.outage_s, self.backoff_s = cooldown_s, outage_s, backoff_s
+        self.retries = 0  # requests sent again after a failure (a counter for metrics and tests)
+
+    def _order(self) -> list[int]:
+        """Round-robin over the live URLs (a dead one does not double its neighbour's load); the rest are
+        fallbacks for this request, those whose cooldown ends soonest first."""
+        now = time.monotonic()
+        live = [i for i, t in enumerate(self._dead_until) if t <= now]
+        dead = sorted(
+            (i for i, t in enumerate(self._dead_until) if t > now), key=self._dead_until.__getitem__
+        )
+        k = next(self._turn) % len(live) if live else 0
+        return live[k:] + live[:k] + dead
+
+    def _mark_down(self, i: int, reason: str) -> None:
+        self._dead_until[i] = time.monotonic() + self.cooldown_s
+        if self._down_reason[i] is None:
+            self._down_reason[i] = reason
+            logger.warning("teacher %s is away (%s); retrying elsewhere or later", self.urls[i], reason)
+
+    def _mark_up(self, i: int) -> None:
+        self._dead_until[i] = 0.0
+        if self._down_reason[i] is not None:
+            self._down_reason[i] = None
+            logger.warning("teacher %s is back", self.urls[i])
+        if self._outage_since is not None:
+            logger.warning("teacher outage over after %.1f s", time.monotonic() - self._outage_since)
+            self._outage_since = None
+
+    async def _send(self, i: int, method: str, path: str, content: str | None) -> httpx.Response:
+        try:
+            resp = await self._http.request(
+                method, self.urls[i] + path, content=content, headers={"content-type": "application/json"}
+            )
+        except httpx.TransportError as e:  # refused, reset, dropped mid-request, timed out
+            raise _Away(type(e).__name__) from None
+        if resp.status_code in RETRYABLE_STATUS:
+            raise _Away(f"HTTP {resp.status_code}", _retry_after(resp))
+        return resp
 
     async def _call(self, method: str, path: str, body: BaseModel | None, out: type[R]) -> R:
         content = body.model_dump_json() if body is not None else None
+        for attempt in itertools.count():
+            waits = []
+            for i in self._order():
+                try:
+                    resp = await self._send(i, method, path, content)
+                except _Away as e:
+                    self._mark_down(i, str(e))
+                    waits.append(e.retry_after)
+                    self.retries += 1
+                    continue
+                self._mark_up(i)
+                resp.raise_for_status()
+                return out.model_validate_json(resp.content)
+            await self._wait_out(attempt, waits)
+        raise AssertionError("unreachable")
+
+    async def _wait_out(self, attempt: int, retry_after: list[float | None]) -> None:
+        """Every URL failed: back off (exponential, full jitter, at least a server's Retry-After) or give up
+        once the outage has lasted `outage_s`."""
         now = time.monotonic()
-        live = [i for i, t in enumerate(self._dead_until) if t <= now]
-        dead = [i for i, t in enumerate(self._dead_until) if t > now]
-        k = next(self._turn) % len(live) if live else 0
-        errors = []
-        # Round-robin over the live URLs only (so a dead one does not double its neighbour's load);
-        # the rest are fallbacks for this request, dead ones last.
-        for i in live[k:] + live[:k] + dead:
-            try:
-                resp = await self._http.request(
-                    method, self.urls[i] + path, content=content, headers={"content-type": "application/json"}
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
-                self._dead_until[i] = time.monotonic() + self.cooldown_s
-                errors.append(f"{self.urls[i]}: {e!r}")
-                continue
-            resp.raise_for_status()
-            return out.model_validate_json(resp.content)
-        raise TeacherUnavailable("no teacher reachable: " + "; ".join(errors))
+        if self._outage_since is None:
+            self._outage_since = now
+            logger.warning("no teacher reachable; waiting up to %.0f s for one to return", self.outage_s)
+        elapsed = now - self._outage_since
+        if elapsed >= self.outage_s:
+            reasons = "; ".join(f"{u}: {r}" for u, r in zip(self.urls, self._down_reason) if r)
+            raise TeacherUnavailable(f"no teacher reachable for {elapsed:.0f} s ({reasons})")
+        low, high = self.backoff_s
+        delay = random.uniform(low, min(high, low * 2**attempt))
+        hinted = [r for r in retry_after if r is not None]
+        if hinted and len(hinted) == len(retry_after):  # every URL asked to come back later
+            delay = max(delay, min(hinted))
+        await asyncio.sleep(min(delay, self.outage_s - elapsed))
 
     async def verify(self, req: VerifyRequest) -> VerifyResponse:
         return await self._call("POST", "/verify", req, VerifyResponse)

@@ -51,7 +51,14 @@ class Server:
         env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "0-1")}
         cmd = [sys.executable, "-m", "rollout_server", "--model", str(model), "--port", str(self.port)]
         cmd += ["--dtype", "float32", "--max-model-len", str(MAX_MODEL_LEN), "--kv-cache-gib", "0.25", *extra]
-        self.proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        self._start = lambda: subprocess.Popen(
+            cmd, stdout=log.open("a"), stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
+        self.proc = self._start()
+
+    def restart(self) -> None:
+        """Start it again on the same port (after a kill); `wait_ready` waits for it."""
+        self.proc = self._start()
 
     def wait_ready(self, timeout_s: float = 300.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -57,11 +57,11 @@ def test_cli_forms_env_and_yaml_priority(tmp_path, monkeypatch):
     monkeypatch.setenv("SKD_STEPS", "11")
     cfg = parse_args(["--max-new-tokens", "12", "--eval_at_start=false", "--resume"])
     assert (cfg.max_new_tokens, cfg.eval_at_start, cfg.resume) == (12, False, True)
-    assert (cfg.teacher_api_key, cfg.steps) == ("from-env", 11)  # environment under the command line
+    assert (cfg.teacher_key(), cfg.steps) == ("from-env", 11)  # environment under the command line
     path = tmp_path / "run.yaml"
     path.write_text("steps: 7\nteacher_api_key: from-yaml\n")
     cfg = parse_args(["--config", str(path)])
-    assert (cfg.steps, cfg.teacher_api_key) == (7, "from-yaml")  # the file over the environment
+    assert (cfg.steps, cfg.teacher_key()) == (7, "from-yaml")  # the file over the environment
     assert parse_args(["--config", str(path), "--steps=3"]).steps == 3  # the command line over the file
     path.write_text("- steps\n")
     with pytest.raises(SystemExit, match="expected a mapping"):

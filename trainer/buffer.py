@@ -33,11 +33,17 @@ class SampleBuffer:
     def _receive(self) -> None:
         """Whatever is in the queue now, waiting up to `poll_s` for the first sample if it is empty."""
         try:
-            new = [self.queue.get(timeout=self.poll_s)]
+            first = self.queue.get(timeout=self.poll_s)
         except queue.Empty:
             return
+        self.received_tokens += len(first.response_ids)
+        self.samples.append(first)
+        self.drain()
+
+    def drain(self) -> None:
+        """Receive everything queued now, without waiting."""
         size = self.queue.qsize()
-        new += self.queue.get_nowait_batch(size) if size else []
+        new = self.queue.get_nowait_batch(size) if size else []
         self.received_tokens += sum(len(s.response_ids) for s in new)
         self.samples += new
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     CliApp,
@@ -76,8 +76,16 @@ class RunConfig(BaseSettings):
         description="Running teacher servers (requests spread over them, dead ones skipped). Empty: the job "
         "starts `python -m rollout_server` on teacher_model itself and stops it at the end.",
     )
-    teacher_api_key: str | None = Field(
-        None, description="Bearer key of the teacher servers (best set as $SKD_TEACHER_API_KEY)."
+    teacher_api_key: SecretStr | None = Field(
+        None,
+        description="Bearer key of the teacher servers (best set as $SKD_TEACHER_API_KEY; never written to "
+        "outputs or put on a command line).",
+    )
+    teacher_outage_s: float = Field(
+        600.0,
+        gt=0,
+        description="How long actors keep their sequences waiting for a teacher to return (requests retried "
+        "with backoff on every URL) before the run stops with a checkpoint.",
     )
     teacher_dtype: str = Field("bfloat16", description="dtype of a self-started teacher server.")
     teacher_kv_cache_gib: float = Field(1.0, gt=0, description="KV cache of a self-started teacher server.")
@@ -114,6 +122,9 @@ class RunConfig(BaseSettings):
     actor_num_gpus: float = Field(0.0, ge=0, description="Ray GPUs per actor (student engine).")
     student_dtype: str = Field("bfloat16", description="dtype of the actors' vLLM student engines.")
     student_kv_cache_gib: float = Field(1.0, gt=0)
+    max_actor_restarts: int = Field(
+        3, ge=0, description="Dead rollout actors replaced over the run (their prompts issued again)."
+    )
 
     # --- training -----------------------------------------------------------------------------------
     steps: int = Field(30, ge=1, description="Optimizer steps.")
@@ -144,12 +155,29 @@ class RunConfig(BaseSettings):
     ray_address: str | None = Field(
         None, description="Ray cluster address; unset: the cluster of `ray job submit`, else a local one."
     )
+    preflight: bool = Field(
+        True,
+        description="Check at start that teacher and student chat templates agree, that the teacher is not "
+        "near-uniform (broken) and that all teacher URLs agree on a probe's log-probs.",
+    )
+    preflight_tolerance: float = Field(
+        0.1, gt=0, description="Largest |log-prob difference| allowed between teacher replicas on the probe."
+    )
     log_level: LogLevel = Field(
         "info", description="Our log lines; vLLM/Ray/httpx stay at warning unless this is debug."
     )
     config: Path | None = Field(
         None, description="YAML file of these fields; the command line overrides it, it overrides SKD_* env."
     )
+
+    def teacher_key(self) -> str | None:
+        return self.teacher_api_key.get_secret_value() if self.teacher_api_key else None
+
+    def teacher_client(self, urls: list[str]):
+        """A client of the teacher URLs with this run's key and outage limit."""
+        from shared.client import TeacherClient
+
+        return TeacherClient(urls, api_key=self.teacher_key(), outage_s=self.teacher_outage_s)
 
     @classmethod
     def settings_customise_sources(

@@ -13,7 +13,6 @@ import asyncio
 
 import numpy as np
 
-from shared.client import TeacherClient
 from shared.protocol import ScoreItem, ScoreRequest, ServerInfo, TeacherTargets
 from shared.skd import in_top_k
 from trainer.config import RunConfig
@@ -33,7 +32,7 @@ def greedy_acceptance(targets: list[TeacherTargets], top_k: int, vocab_size: int
 
 
 class Evaluator:
-    """Evaluates the student that `actor` runs (push the weights first) on fixed held-out prompts."""
+    """Evaluates the student that `actor()` runs (push the weights first) on fixed held-out prompts."""
 
     def __init__(
         self,
@@ -52,7 +51,7 @@ class Evaluator:
         self.k_scored = cfg.num_logprobs if full else min(max(cfg.top_k, cfg.num_logprobs), info.max_logprobs)
 
     async def _teacher_targets(self, responses: list[list[int]]) -> list[TeacherTargets]:
-        async with TeacherClient(self.urls, api_key=self.cfg.teacher_api_key) as client:
+        async with self.cfg.teacher_client(self.urls) as client:
             items = [ScoreItem(token_ids=p + r, start=len(p)) for p, r in zip(self.prompts, responses)]
             return (await client.score(ScoreRequest(items=items, num_logprobs=self.k_scored))).items
 
@@ -76,8 +75,8 @@ class Evaluator:
     def __call__(self) -> dict[str, float]:
         import ray
 
-        _, acceptance = ray.get(self.actor.skd_acceptance.remote(self.prompts))
-        version, greedy = ray.get(self.actor.generate_greedy.remote(self.prompts, self.cfg.max_new_tokens))
+        _, acceptance = ray.get(self.actor().skd_acceptance.remote(self.prompts))
+        version, greedy = ray.get(self.actor().generate_greedy.remote(self.prompts, self.cfg.max_new_tokens))
         targets = asyncio.run(self._teacher_targets(greedy))
         texts = [self.learner.tokenizer.decode(r, skip_special_tokens=True) for r in greedy]
         task = summarize_scores([score_response(ex, t) for ex, t in zip(self.examples, texts)])

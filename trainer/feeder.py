@@ -50,6 +50,12 @@ class PromptFeeder:
         queue.put_nowait_batch(batch)
         return len(batch)
 
+    def reissue(self, positions: list[int]) -> None:
+        """These handed-out positions were lost (their actor died): hand them out again, first."""
+        for position in positions:
+            del self.in_flight[position]
+        self.retry = sorted([*positions, *self.retry])
+
     def done(self, *positions: int | None) -> None:
         """Samples for these stream positions were trained on or dropped."""
         for position in positions:

@@ -7,6 +7,7 @@ that cluster. The parts, each in its own module and none aware of this one:
 - config.RunConfig        what to run (validated before any work starts)
 - models                  the embedded default teacher and the pruned student
 - teacher_service         the teacher: given URLs, or a `python -m rollout_server` it starts and stops
+- preflight               checks on a probe before any work: templates, a sane teacher, replicas agree
 - prompts, tasks          prompts tokenised with the chat template; task loaders and metrics
 - feeder.PromptFeeder     the prompt stream -> the actors' prompt queue (exact resume)
 - rollout.RolloutGroup    Ray actors with vLLM student engines running a method (methods.METHODS)
@@ -67,10 +68,27 @@ class Run:
     tokens_seen: int = 0  # buffer.received_tokens at the previous step record
 
     def keep_fed(self) -> None:
-        """While waiting for samples: top up the prompt queue, and fail fast if an actor died."""
+        """While waiting for samples: top up the prompt queue; replace actors that died."""
         capacity = self.cfg.num_rollout_actors * self.cfg.max_inflight_per_actor
         self.feeder.fill(self.prompt_queue, 2 * capacity)
-        self.rollout.check()
+        if dead := self.rollout.dead():
+            self.recover(dead)
+
+    def recover(self, dead: list[int]) -> None:
+        """Replace dead actors and issue again the prompts only they held. Everything handed out is
+        somewhere downstream of the queue; looking upstream first (the queue, emptied here, then the live
+        actors, then the samples queued) finds every prompt still held, as prompts only move downstream."""
+        waiting = self.prompt_queue.get_nowait_batch(self.prompt_queue.qsize())
+        held = self.rollout.held_positions(skip=dead)
+        self.buffer.drain()
+        seen = {p.position for p in waiting} | held | {s.position for s in self.buffer.samples}
+        lost = [pos for pos in self.feeder.in_flight if pos not in seen]
+        for i in dead:
+            self.rollout.replace(i)
+        self.feeder.reissue(lost)
+        if waiting:
+            self.prompt_queue.put_nowait_batch(waiting)
+        logger.warning("rollout actor(s) %s died: replaced; %d prompts issued again", dead, len(lost))
 
     def push_weights(self) -> None:
         self.rollout.push_weights(self.learner.step, self.learner.export_weights(self.rollout.engine_dtype))
@@ -83,9 +101,9 @@ class Run:
             "step %d: %s", self.learner.step, ", ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items())
         )
 
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> Path:
         state = {"data": self.feeder.state(), "dropped": self.buffer.dropped}
-        self.learner.save(self.out / "checkpoints", state)
+        return self.learner.save(self.out / "checkpoints", state)
 
     def log_step(self, stats: dict, batch: list, timer: PhaseTimer) -> None:
         """One metrics record per step; `perf/time_<phase>_s` is the wall time since the previous record."""
@@ -96,6 +114,7 @@ class Run:
         self.tokens_seen = self.buffer.received_tokens
         self.log.write(self.learner.step, {
             **{f"train/{k}": v for k, v in stats.items()},
+            "data/trained_positions": sorted(s.position for s in batch),
             "train/batch_acceptance": sum(s.num_accepted for s in batch) / drafted if drafted else None,
             **{f"train/samples_{method}": n for method, n in Counter(s.method for s in batch).items()},
             "perf/rollout_tokens_per_s": received / max(elapsed, 1e-9),
@@ -150,11 +169,13 @@ def setup(cfg: RunConfig, out: Path, student_path: Path, checkpoint: Path | None
     buffer = SampleBuffer(
         sample_queue, cfg.max_staleness, lambda s: feeder.done(s.position), state.get("dropped", 0)
     )
-    evaluator = Evaluator(rollout.actors[0], urls, learner, eval_examples, eval_prompts, cfg, info)
+    evaluator = Evaluator(lambda: rollout.actors[0], urls, learner, eval_examples, eval_prompts, cfg, info)
     run = Run(
         cfg, out, learner, feeder, rollout, buffer, evaluator, MetricsLog(out / "metrics.jsonl"), prompt_queue
     )
     if checkpoint:
+        if dropped := run.log.keep_until(learner.step):
+            logger.info("resuming at step %d: dropped %d later metrics lines", learner.step, dropped)
         run.push_weights()
     rollout.start()
     return run
@@ -279,6 +300,7 @@ def _exit_on_sigterm() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
+    from shared.client import TeacherUnavailable
     from trainer.learner import latest_checkpoint
     from trainer.logs import configure
     from trainer.report import MetricsLog, write_report
@@ -295,14 +317,22 @@ def main(argv: list[str] | None = None) -> None:
         )
     teacher_path, student_path = resolve_models(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    connect_ray(cfg)
-    _exit_on_sigterm()  # after ray.init, which installs its own bare sys.exit handler
+    _exit_on_sigterm()
     try:
         with teacher_service(cfg, teacher_path, out / "teacher_server.log") as (urls, info):
             check_compatible(teacher_path, student_path, info, cfg)
+            if cfg.preflight:
+                from trainer.preflight import run_checks
+
+                run_checks(cfg, teacher_path, student_path, urls, info.vocab_size)
+            connect_ray(cfg)
+            _exit_on_sigterm()  # again: ray.init installs its own bare sys.exit handler
             run = setup(cfg, out, student_path, checkpoint, urls, info)
             try:
                 summary = train(run)
+            except TeacherUnavailable as e:  # raised between steps: the state is consistent
+                path = run.checkpoint()
+                raise SystemExit(f"teacher: {e}. Saved {path}; restart the teacher, then --resume") from None
             finally:
                 run.shutdown()
     except TeacherError as e:

@@ -12,6 +12,8 @@ def encode(index: int, example: Example, tokenizer, cfg: RunConfig) -> Prompt:
     ids = encode_prompt(
         example, tokenizer, max_prompt_len=cfg.max_prompt_len, system_prompt=cfg.system_prompt
     )
+    if not ids:  # vLLM would fail mid-run on it ("The decoder prompt cannot be empty")
+        raise ValueError(f"{example.source or f'prompt {index}'}: the prompt encodes to zero tokens")
     ref = tokenizer(example.reference, add_special_tokens=False)["input_ids"] if example.reference else None
     if ref is not None and tokenizer.eos_token_id is not None:
         ref = [*ref[: cfg.max_new_tokens - 1], tokenizer.eos_token_id]
@@ -27,8 +29,11 @@ def load_prompts(
     missing = [i for i, ex in enumerate(train) if needs_reference and not ex.reference]
     if missing:
         raise SystemExit(f"method {cfg.method} needs references; {len(missing)} train prompts have none")
-    return (
-        [encode(i, ex, tokenizer, cfg) for i, ex in enumerate(train)],
-        evals,
-        [encode(i, ex, tokenizer, cfg).prompt_ids for i, ex in enumerate(evals)],
-    )
+    try:
+        return (
+            [encode(i, ex, tokenizer, cfg) for i, ex in enumerate(train)],
+            evals,
+            [encode(i, ex, tokenizer, cfg).prompt_ids for i, ex in enumerate(evals)],
+        )
+    except ValueError as e:
+        raise SystemExit(f"bad prompt: {e}") from None

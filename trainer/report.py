@@ -29,6 +29,25 @@ class MetricsLog:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def keep_until(self, step: int) -> int:
+        """Drop the records after `step`, and a line cut short by a kill: a run resumed from the checkpoint
+        of `step` writes those steps again. Rewritten atomically; returns how many lines were dropped."""
+        if not self.path.exists():
+            return 0
+        lines = self.path.read_text().splitlines()
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("step", 0) <= step:
+                kept.append(line)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(f"{line}\n" for line in kept))
+        tmp.replace(self.path)
+        return len(lines) - len(kept)
+
     def read(self) -> list[dict]:
         if not self.path.exists():
             return []

@@ -4,7 +4,8 @@
   pulled from the shared prompt queue (pull-based: a faster actor takes more). One round groups them by
   method and runs each group's step (`trainer.methods`) concurrently; finished sequences go on the sample
   queue tagged with the weight version that started them. New weights arrive between rounds.
-- `RolloutGroup`: the driver's handle on all actors: start them, push weights, watch them, stop them.
+- `RolloutGroup`: the driver's handle on all actors: start them, push weights, stop them, and replace a
+  dead one (up to `max_actor_restarts`), which starts from the current weights.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from collections import defaultdict
 
 import numpy as np
 
-from shared.client import TeacherClient
 from trainer.config import RunConfig
 from trainer.methods import METHODS, RolloutEnv, RolloutMethod, Sequence, Speculative
 from trainer.types import Prompt
@@ -47,6 +47,8 @@ class RolloutWorker:
         actor: int,
         eos_ids: list[int],
         method: RolloutMethod | None = None,
+        weights_version: int = 0,
+        weights: dict | None = None,
     ):
         from trainer.logs import configure
         from trainer.student_engine import StudentEngine
@@ -56,13 +58,14 @@ class RolloutWorker:
         self.cfg, self.actor, self.method = cfg, actor, method or METHODS[cfg.method](cfg)
         self.prompts, self.samples = queues
         engine = StudentEngine(student_path, cfg, cfg.max_prompt_len + cfg.max_new_tokens + 1)
-        client = TeacherClient(teacher_urls, api_key=cfg.teacher_api_key)
+        client = cfg.teacher_client(teacher_urls)
         self.env = RolloutEnv(
             cfg, engine, client, np.random.default_rng([cfg.seed, actor]), frozenset(eos_ids)
         )
         self.version = 0  # the training step of the loaded weights
-        self.pending: tuple[int, dict] | None = None
+        self.pending = (weights_version, weights) if weights else None  # a replacement actor's first weights
         self.active: list[Sequence] = []
+        self._refilling = asyncio.Lock()  # prompts taken from the queue are in `active` when it is free
         self.stopping = False
         self.stats = {"samples": 0, "rounds": 0, "drafted": 0, "accepted": 0, "tokens": 0, "weight_loads": 0}
 
@@ -99,13 +102,17 @@ class RolloutWorker:
 
     async def _refill(self) -> None:
         """Pull prompts from the shared queue up to capacity."""
+        from ray.util.queue import Empty
+
         room = self.cfg.max_inflight_per_actor - len(self.active)
         if room <= 0:
             return
-        available = await self.prompts.actor.qsize.remote()
-        if available:
-            new = await self.prompts.actor.get_nowait_batch.remote(min(room, available))
-            self.active += [self._start(p) for p in new]
+        async with self._refilling:
+            available = await self.prompts.actor.qsize.remote()
+            if available:
+                with contextlib.suppress(Empty):  # the driver emptied the queue meanwhile
+                    new = await self.prompts.actor.get_nowait_batch.remote(min(room, available))
+                    self.active += [self._start(p) for p in new]
 
     async def run(self) -> dict:
         """Produce samples until stopped; returns the actor's counters."""
@@ -117,9 +124,9 @@ class RolloutWorker:
                 continue
             await self.round()
             finished = [s for s in self.active if s.done]
-            if finished:
-                self.active = [s for s in self.active if not s.done]
+            if finished:  # still `active` until queued, so `held_positions` never misses them
                 await self.samples.actor.put_nowait_batch.remote([s.sample(self.actor) for s in finished])
+                self.active = [s for s in self.active if not s.done]
                 self.stats["samples"] += len(finished)
         return self.stats
 
@@ -152,6 +159,12 @@ class RolloutWorker:
         totals = _totals(seqs)
         return self.version, totals["accepted"] / max(totals["drafted"], 1)
 
+    async def held_positions(self) -> list[int]:
+        """Stream positions of the prompts this actor holds (taken from the queue, not yet queued back as
+        samples); a refill in progress completes first."""
+        async with self._refilling:
+            return [s.prompt.position for s in self.active if s.prompt.position is not None]
+
     def get_stats(self) -> dict:
         return {**self.stats, "version": self.version, "active": len(self.active)}
 
@@ -181,11 +194,13 @@ class RolloutGroup:
 
         self.engine_dtype = getattr(torch, cfg.student_dtype, torch.float32)
         actor_cls = rollout_actor(cfg)
-        self.actors = [
-            actor_cls.remote(cfg, student_path, urls, queues, i, eos_ids, method)
-            for i in range(cfg.num_rollout_actors)
-        ]
+        self._new = lambda i, **weights: actor_cls.remote(
+            cfg, student_path, urls, queues, i, eos_ids, method, **weights
+        )
+        self.actors = [self._new(i) for i in range(cfg.num_rollout_actors)]
         self.runs: list = []
+        self.weights: tuple[int, object] | None = None  # the last push: (version, object ref)
+        self.restarts_left = cfg.max_actor_restarts
 
     def start(self) -> None:
         self.runs = [a.run.remote() for a in self.actors]
@@ -196,17 +211,45 @@ class RolloutGroup:
         import ray
 
         ref = ray.put(packed)
+        self.weights = (version, ref)
         for a in self.actors:
             a.update_weights.remote(version, ref)
 
-    def check(self) -> None:
-        """Raise here the error of an actor whose loop ended."""
+    def dead(self) -> list[int]:
+        """Actors whose loop ended because the actor died; any other end (an error) is raised here."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        ended = ray.wait(self.runs, num_returns=len(self.runs), timeout=0)[0] if self.runs else []
+        dead = []
+        for ref in ended:
+            try:
+                ray.get(ref)  # an error of the actor's own (e.g. TeacherUnavailable) is raised here
+            except RayActorError:  # died, or unreachable: its node is gone
+                dead.append(self.runs.index(ref))
+                continue
+            raise RuntimeError("a rollout actor stopped unexpectedly")
+        return dead
+
+    def held_positions(self, skip: list[int]) -> set[int]:
+        """Stream positions held by the live actors (all but `skip`)."""
         import ray
 
-        ended = ray.wait(self.runs, timeout=0)[0] if self.runs else []
-        if ended:
-            ray.get(ended)
-            raise RuntimeError("a rollout actor stopped unexpectedly")
+        alive = [a for i, a in enumerate(self.actors) if i not in skip]
+        return {pos for held in ray.get([a.held_positions.remote() for a in alive]) for pos in held}
+
+    def replace(self, i: int) -> None:
+        """A new actor in place of dead actor `i`, loaded with the last pushed weights before its first
+        round; a run that has used up `max_actor_restarts` stops instead."""
+        import ray
+
+        if self.restarts_left <= 0:
+            raise RuntimeError(f"rollout actor {i} died and max_actor_restarts is used up")
+        self.restarts_left -= 1
+        ray.kill(self.actors[i], no_restart=True)
+        version, ref = self.weights if self.weights else (0, None)
+        self.actors[i] = self._new(i, weights_version=version, weights=ref)
+        self.runs[i] = self.actors[i].run.remote()
 
     def stop(self, timeout_s: float = 60.0) -> None:
         """Let the actors finish their round and exit; kill any that do not."""

@@ -1,7 +1,9 @@
-"""The teacher the job talks to: given URLs (checked, dead ones skipped) or a server it starts itself.
+"""The teacher the job talks to: given URLs (at least one must answer at start) or a server it starts.
 
 The trainer never imports `rollout_server`: it starts `python -m rollout_server` as a subprocess and talks
-to it over HTTP like any other client.
+to it over HTTP like any other client. That server dies with the job, even a `kill -9`ed one (Linux
+parent-death signal), and gets the API key through its environment, never its command line (which every
+local user can read).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from shared.protocol import ServerInfo
 from trainer.config import RunConfig
 
 logger = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]  # the repo: `shared` and `rollout_server` import from here
 
 
 class TeacherError(RuntimeError):
@@ -35,7 +38,8 @@ def _free_port() -> int:
 
 
 def check_urls(urls: list[str], api_key: str | None, timeout_s: float = 10.0) -> tuple[list[str], ServerInfo]:
-    """The live URLs among `urls` (fails fast if none) and the teacher's /info."""
+    """The URLs (fails fast if none answers) and the teacher's /info. URLs down now are kept, with a
+    warning: the teacher client keeps probing them and uses them once they answer."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     live, errors, info = [], [], None
     for url in urls:
@@ -54,8 +58,8 @@ def check_urls(urls: list[str], api_key: str | None, timeout_s: float = 10.0) ->
     if not live:
         raise TeacherError("no teacher reachable:\n  " + "\n  ".join(errors))
     for err in errors:
-        logger.warning("skipping teacher %s", err)
-    return live, info
+        logger.warning("teacher %s; used once it answers", err)
+    return [u.rstrip("/") for u in urls], info
 
 
 @contextlib.contextmanager
@@ -64,19 +68,22 @@ def teacher_service(
 ) -> Iterator[tuple[list[str], ServerInfo]]:
     """Yield (urls, info); start and stop a local server when cfg.teacher_urls is empty."""
     if cfg.teacher_urls:
-        yield check_urls(cfg.teacher_urls, cfg.teacher_api_key)
+        yield check_urls(cfg.teacher_urls, cfg.teacher_key())
         return
     port = _free_port()
     max_len = cfg.max_prompt_len + cfg.max_new_tokens + cfg.gamma + 1
-    cmd = [sys.executable, "-m", "rollout_server", "--model", str(teacher_path), "--port", str(port)]
+    cmd = [sys.executable, "-m", "shared.die_with_parent", str(os.getpid()), "rollout_server"]
+    cmd += ["--model", str(teacher_path), "--port", str(port)]
     cmd += ["--dtype", cfg.teacher_dtype, "--kv-cache-gib", str(cfg.teacher_kv_cache_gib)]
     cmd += ["--max-model-len", str(max_len), "--max-logprobs", str(max(64, min(cfg.top_k, 256)))]
     cmd += ["--log-level", "warning"]
+    env = {k: v for k, v in os.environ.items() if k != "ROLLOUT_API_KEY"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     if cfg.teacher_api_key:
-        cmd += ["--api-key", cfg.teacher_api_key]
+        env["ROLLOUT_API_KEY"] = cfg.teacher_key()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 600
@@ -92,7 +99,7 @@ def teacher_service(
             if time.monotonic() > deadline:
                 raise TeacherError(f"teacher server not ready after 600 s; log {log_path}")
             time.sleep(0.5)
-        yield check_urls([url], cfg.teacher_api_key)
+        yield check_urls([url], cfg.teacher_key())
     finally:
         proc.terminate()
         try:

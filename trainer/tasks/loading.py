@@ -91,7 +91,7 @@ def load_jsonl(path: Path) -> list[Example]:
     examples = []
     for lineno, row in _read_rows(path):
         try:
-            examples.append(Example.model_validate(row))
+            examples.append(Example.model_validate({**row, "source": f"{path}:{lineno}"}))
         except ValidationError as e:
             problems = "; ".join(
                 f"field '{'.'.join(map(str, err['loc'])) or '?'}': {err['msg']}" for err in e.errors()
@@ -103,7 +103,7 @@ def load_jsonl(path: Path) -> list[Example]:
 def _parse_row(task: Task, row: dict[str, Any], where: str) -> Example:
     assert task.parse_row is not None
     try:
-        return task.example(task.parse_row(row))
+        return task.example(task.parse_row(row)).model_copy(update={"source": where})
     except KeyError as e:
         raise ValueError(f"{where}: missing or empty string field {e.args[0]!r} ({task.name} row)") from None
     except ValueError as e:

@@ -28,6 +28,7 @@ class Example(BaseModel):
     reference: str | None = None
     task: Annotated[str, AfterValidator(registered(TASKS, "task"))] = "chat"
     meta: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = Field(None, exclude=True, description="Where it was read: 'file:line', hub row.")
 
 
 Metric = Callable[..., dict[str, float]]
