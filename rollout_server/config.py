@@ -40,8 +40,26 @@ class ServerConfig(BaseSettings):
     max_tokens_per_request: int = Field(
         1_048_576, ge=1, description="More context + draft tokens in one request answer 413."
     )
+    max_queued_requests: int = Field(
+        256,
+        ge=1,
+        description="Compute requests (/verify, /score, /generate) admitted at once, in flight + waiting; "
+        "more answer 503 with Retry-After. /health, /info, /metrics are never refused.",
+    )
+    max_body_mb: float | None = Field(
+        None,
+        gt=0,
+        description="Largest request body in MiB; larger answer 413 unread "
+        "(default: 16 bytes per --max-tokens-per-request token + 1 MiB).",
+    )
     block_size: int | None = Field(None, ge=1, description="KV block size (CPU needs a multiple of 32).")
     enable_prefix_caching: bool = Field(True, description="Reuse the teacher's cached prefix across rounds.")
     max_num_seqs: int = Field(256, ge=1, description="Sequences the engine batches at once.")
     seed: int = 0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def max_body_bytes(self) -> int:
+        if self.max_body_mb is not None:
+            return int(self.max_body_mb * 2**20)
+        return 16 * self.max_tokens_per_request + 2**20

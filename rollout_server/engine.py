@@ -64,15 +64,47 @@ def _rows(flat, first: int, last: int) -> list[Row]:
     return rows
 
 
-def _engine_max_len(config: ServerConfig) -> int | None:
-    """The engine's length limit: the served one + 1 (the sampled token after context + draft)."""
+class ConfigError(ValueError):
+    """Server settings the engine cannot serve; the message is one line naming the option."""
+
+
+def _model_limits(config: ServerConfig) -> tuple[int | None, int | None]:
+    """(max_position_embeddings, vocab_size) from the model's config, None where it does not say."""
     from transformers import AutoConfig
 
-    hf_len = getattr(AutoConfig.from_pretrained(config.model), "max_position_embeddings", None)
-    engine_len = config.max_model_len + 1 if config.max_model_len else hf_len
-    if hf_len and engine_len and engine_len > hf_len:
-        raise ValueError(f"--max-model-len {config.max_model_len} exceeds the model's limit {hf_len - 1}")
-    return engine_len
+    try:
+        hf = AutoConfig.from_pretrained(config.model)
+    except Exception as e:  # missing dir, no config.json, unknown architecture, hub unreachable
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"--model {config.model}: cannot read its config ({first})") from None
+    hf = getattr(hf, "get_text_config", lambda: hf)()
+    return getattr(hf, "max_position_embeddings", None), getattr(hf, "vocab_size", None)
+
+
+def check_config(config: ServerConfig) -> None:
+    """Raise ConfigError for settings the engine cannot serve, before it starts (a clear line, not a
+    traceback from inside the engine)."""
+    from shared.engine_settings import CPU_BLOCK_SIZE, on_cpu
+
+    hf_len, vocab = _model_limits(config)
+    if hf_len and config.max_model_len and config.max_model_len + 1 > hf_len:
+        raise ConfigError(
+            f"--max-model-len {config.max_model_len} is too long for this model: it has {hf_len} positions "
+            f"and /verify samples one token after context + draft, so at most {hf_len - 1} (the default)"
+        )
+    if vocab and config.max_logprobs > vocab:
+        raise ConfigError(f"--max-logprobs {config.max_logprobs} exceeds the vocabulary size {vocab}")
+    if config.block_size and on_cpu() and config.block_size % CPU_BLOCK_SIZE:
+        raise ConfigError(
+            f"--block-size {config.block_size}: the CPU backend needs a multiple of {CPU_BLOCK_SIZE}"
+        )
+
+
+def _engine_max_len(config: ServerConfig) -> int | None:
+    """The engine's length limit: the served one + 1 (the sampled token after context + draft)."""
+    check_config(config)
+    hf_len, _ = _model_limits(config)
+    return config.max_model_len + 1 if config.max_model_len else hf_len
 
 
 def _cut_after_eos(draft: list[int], eos_ids: list[int]) -> list[int]:

@@ -31,6 +31,15 @@ class Metrics:
             "skd_teacher_cached_tokens", "Prompt tokens read from the cache", registry=r
         )
         self.engine_requests = Counter("skd_engine_requests", "Engine requests", registry=r)
+        self.refused = Counter(
+            "skd_requests_refused",
+            "Compute requests refused before any work: overloaded (503), body_too_large (413)",
+            ["reason"],
+            registry=r,
+        )
+        self.admitted = Gauge(
+            "skd_requests_admitted", "Compute requests admitted now (in flight + waiting)", registry=r
+        )
         self._drafted = self._accepted = 0
 
     def record_usage(self, usage: Usage) -> None:

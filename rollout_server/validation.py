@@ -14,7 +14,7 @@ from shared.protocol import GenerateRequest, ScoreRequest, ServerInfo, VerifyReq
 
 class RequestRejected(Exception):
     def __init__(self, status: int, errors: list[dict]):
-        super().__init__(errors)
+        super().__init__(status, errors)  # both in args: picklable (raised in the body parser process too)
         self.status = status
         self.errors = errors
 
@@ -92,3 +92,12 @@ def check_generate(req: GenerateRequest, info: ServerInfo) -> None:
             msg = f"prompt of {len(item.prompt_ids)} tokens >= max_model_len {info.max_model_len}"
             errors.append(_error(("items", i, "prompt_ids"), msg, "too_long"))
     _raise(errors)
+
+
+def check_request(info: ServerInfo, req) -> None:
+    """The check of any request body model (picklable with `functools.partial(check_request, info)`)."""
+    check = {VerifyRequest: check_verify, ScoreRequest: check_score, GenerateRequest: check_generate}.get(
+        type(req)
+    )
+    if check is not None:
+        check(req, info)
