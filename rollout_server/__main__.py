@@ -60,7 +60,13 @@ def main(argv: list[str] | None = None) -> None:
         check_config(config)
     except ConfigError as e:
         _fail(str(e))
-    server_config = uvicorn.Config(None, host=config.host, port=config.port, log_level=config.log_level)
+    server_config = uvicorn.Config(
+        None,
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level,
+        timeout_graceful_shutdown=10,  # a stalled client must not hold up a stop (SIGTERM) for ever
+    )
     asyncio_run(_serve(config, server_config), loop_factory=server_config.get_loop_factory())
 
 

@@ -17,8 +17,12 @@ bodies parsed off the event loop.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import multiprocessing
+import os
 import pickle
+import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -140,6 +144,15 @@ def _validate(model: type[BaseModel], body: bytes) -> BaseModel:
         raise InvalidBody(_errors(e)) from None
 
 
+def _die_with(server_pid: int) -> None:
+    """In the worker process: killed when the server dies, however it dies (Linux parent-death signal;
+    the worker would otherwise wait for work forever)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != server_pid:  # the server died before the signal was armed
+        os._exit(1)
+
+
 def _validate_in_worker(model: type[BaseModel], body: bytes, check) -> tuple[bytes, list[bytes]] | list[dict]:
     """In the worker process: the errors, or the model without its items and each item pickled. `check`
     (the server's limits) raises here too, so an oversized request's items are never rebuilt in the
@@ -159,7 +172,9 @@ def _validate_in_worker(model: type[BaseModel], body: bytes, check) -> tuple[byt
 async def _validate_large(model: type[BaseModel], body: bytes, check) -> BaseModel:
     global _pool
     if _pool is None:  # started on the first large body; `spawn`: the server process has threads
-        _pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        _pool = ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with, initargs=(os.getpid(),)
+        )
     loop = asyncio.get_running_loop()
     try:
         result = await loop.run_in_executor(_pool, _validate_in_worker, model, body, check)

@@ -18,7 +18,7 @@ def _engine_requests(http) -> float:
 
 
 BAD_VERIFY = [
-    ("malformed json", b'{"items": [', 422, ["body", 11]),
+    ("malformed json", b'{"items": [', 422, ["body"]),
     ("wrong type", {"items": [{"context_ids": "abc"}]}, 422, ["body", "items", 0, "context_ids"]),
     ("negative id", {"items": [GOOD, {"context_ids": [1, -3]}]}, 422, ["body", "items", 1, "context_ids", 1]),
     ("id outside vocab", {"items": [GOOD, {"context_ids": [1], "draft_ids": [4, 5, 512]}]}, 422,
@@ -29,6 +29,14 @@ BAD_VERIFY = [
     ("negative K", {"items": [GOOD], "top_k": -1}, 422, ["body", "top_k"]),
     ("num_logprobs above limit", {"items": [GOOD], "num_logprobs": 65}, 422, ["body", "num_logprobs"]),
     ("bad top_p", {"items": [GOOD], "top_p": 0}, 422, ["body", "top_p"]),
+    # ranges the engine accepts (vLLM's SamplingParams): refused here, not with a 500 from inside it
+    ("temperature above 2", {"items": [GOOD], "temperature": 2.5}, 422, ["body", "temperature"]),
+    ("temperature below 0.01", {"items": [GOOD], "temperature": 0.005}, 422, ["body", "temperature"]),
+    ("temperature not finite", b'{"items": [{"context_ids": [1]}], "temperature": NaN}', 422,
+     ["body", "temperature"]),
+    ("seed above int64", {"items": [GOOD], "seed": 2**63}, 422, ["body", "seed"]),
+    ("top_k above int64", {"items": [GOOD], "top_k": 2**64}, 422, ["body", "top_k"]),
+    ("huge token id", {"items": [{"context_ids": [2**40]}]}, 422, ["body", "items", 0, "context_ids", 0]),
     ("empty items", {"items": []}, 422, ["body", "items"]),
     ("unknown field", {"items": [GOOD], "topk": 3}, 422, ["body", "topk"]),
     ("too many items", {"items": [{"context_ids": [1]}] * 4001}, 413, ["body", "items"]),
@@ -56,6 +64,9 @@ def test_bad_verify_input_is_rejected_and_changes_nothing(http, name, body, stat
         ("/score", {"items": [{"token_ids": [1, 999]}]}, ["body", "items", 0, "token_ids", 1]),
         ("/generate", {"items": [{"prompt_ids": [1] * MAX_MODEL_LEN}]}, ["body", "items", 0, "prompt_ids"]),
         ("/generate", {"items": [{"prompt_ids": [1]}], "max_tokens": 0}, ["body", "max_tokens"]),
+        ("/generate", {"items": [{"prompt_ids": [1]}], "temperature": 3}, ["body", "temperature"]),
+        ("/generate", {"items": [{"prompt_ids": [1]}], "num_logprobs": 65}, ["body", "num_logprobs"]),
+        ("/score", {"items": [{"token_ids": [1, 2]}], "num_logprobs": -1}, ["body", "num_logprobs"]),
     ],
 )
 def test_bad_score_and_generate_input(http, path, body, loc):
@@ -96,5 +107,23 @@ def test_api_key_protects_everything_but_health(auth_server, teacher_server):
         assert httpx.request(method, url + path, json=body, headers=wrong).status_code == 401, path
     ok = httpx.post(url + "/verify", json={"items": [GOOD]}, headers={"Authorization": f"Bearer {API_KEY}"})
     assert ok.status_code == 200 and len(ok.json()["items"]) == 1
+    # the scheme is case-insensitive (RFC 7235); the key is not, nor is another scheme accepted
+    for scheme in ("bearer", "BEARER"):
+        assert httpx.get(url + "/info", headers={"Authorization": f"{scheme} {API_KEY}"}).status_code == 200
+    for bad in (f"Basic {API_KEY}", f"Bearer {API_KEY.upper()}", f"Bearer{API_KEY}", API_KEY):
+        assert httpx.get(url + "/info", headers={"Authorization": bad}).status_code == 401, bad
     # without --api-key the same routes are open
     assert httpx.get(teacher_server.url + "/info").status_code == 200
+
+
+def test_temperature_below_the_engine_minimum_says_why(http):
+    """vLLM would silently raise 0 < T < 0.01 to 0.01 (a warning in the server log only)."""
+    for path, item in (("/verify", GOOD), ("/generate", {"prompt_ids": [1]})):
+        resp = http.post(path, json={"items": [item], "temperature": 1e-3})
+        assert resp.status_code == 422
+        assert "0 (greedy)" in resp.json()["detail"][0]["msg"] and "0.01" in resp.json()["detail"][0]["msg"]
+    for t in (0.0, 0.01, 2.0):  # the bounds themselves are served
+        assert http.post("/verify", json={"items": [GOOD], "temperature": t, "seed": 1}).status_code == 200
+        body = {"items": [{"prompt_ids": [1]}], "temperature": t, "max_tokens": 2}
+        resp = http.post("/generate", json=body)
+        assert resp.status_code == 200
