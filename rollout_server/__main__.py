@@ -19,6 +19,7 @@ from uvicorn._compat import asyncio_run
 from rollout_server.app import create_app
 from rollout_server.config import ServerConfig
 from rollout_server.engine import ConfigError, TeacherEngine, check_config
+from shared import reaper
 
 
 def _fail(msg: str) -> None:
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         check_config(config)
     except ConfigError as e:
         _fail(str(e))
+    reaper.start()  # vLLM's EngineCore process dies with the server, however the server dies
     server_config = uvicorn.Config(
         None,
         host=config.host,

@@ -16,6 +16,7 @@ import pytest
 
 from shared.client import TeacherClient, TeacherUnavailable
 from shared.protocol import VerifyRequest
+from tests.jobs import Job, actor_pids, command, trained_exactly_once
 from tests.proxy import FaultyProxy
 
 
@@ -231,3 +232,69 @@ def test_the_api_key_never_reaches_outputs():
     cfg = RunConfig(teacher_api_key="s3cret-key")
     assert cfg.teacher_key() == "s3cret-key"
     assert "s3cret-key" not in json.dumps(cfg.model_dump(mode="json")) + repr(cfg) + str(cfg)
+
+
+# --- whole-job faults: real processes killed mid-run -----------------------------------------------------
+
+
+def test_a_run_survives_teachers_dying_and_restarting_and_an_actor_dying(tiny_models, tmp_path):
+    """Two teachers: one is killed with a rollout actor (the other teacher serves; the actor is replaced and
+    its prompts issued again), then the other (no teacher at all: the actors wait) while the first restarts
+    (brought back). The run finishes; no prompt is lost or trained twice."""
+    import os
+    import signal
+
+    from tests.conftest import Server
+
+    with (
+        Server(tiny_models["teacher"], tmp_path / "t1.log") as t1,
+        Server(tiny_models["teacher"], tmp_path / "t2.log") as t2,
+    ):
+        job = Job(tiny_models, tmp_path / "run", f"--teacher_urls=[{t1.url},{t2.url}]", "--steps=30",
+                  "--num_rollout_actors=2", "--teacher_outage_s=120")  # fmt: skip
+        job.wait_step(2)
+        actors = actor_pids(job.proc.pid)
+        assert len(actors) == 2
+        os.kill(actors[0], signal.SIGKILL)
+        t1.proc.kill()
+        job.wait_step(job.steps()[-1] + 3)  # on t2 alone
+        t2.proc.kill()
+        t1.proc.wait()
+        t1.restart()
+        t1.wait_ready()
+        assert job.steps()[-1] < 30, "the run ended before the outage was over"
+        err = job.finish()
+    assert "died: replaced; " in err and "is away" in err and "outage over" in err, err[-3000:]
+    assert job.steps() == list(range(1, 31))
+    trained_exactly_once(tmp_path / "run")
+
+
+def test_a_killed_job_leaves_nothing_behind_and_resumes_exactly(tiny_models, tmp_path):
+    """`kill -9` of the driver: its teacher server and its Ray processes die with it; the API key was
+    never on a command line. `--resume` continues from the last checkpoint without duplicated metrics or
+    prompts, and the key is in no output."""
+    import psutil
+
+    key = "k-" + "9" * 20
+    out = tmp_path / "run"
+    args = ["--checkpoint_every=3", "--steps=8"]
+    job = Job(tiny_models, out, *args, env={"SKD_TEACHER_API_KEY": key})
+    job.wait_step(5)
+    started = psutil.Process(job.proc.pid).children(recursive=True)
+    commands = [command(p) for p in started]
+    assert any("rollout_server" in c for c in commands) and any("raylet" in c for c in commands)
+    assert not [c for c in commands if key in c]
+    job.proc.kill()
+    job.proc.wait()
+    deadline = time.monotonic() + 30
+    while alive := [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
+        assert time.monotonic() < deadline, [command(p)[:100] for p in alive]
+        time.sleep(0.5)
+
+    resumed = Job(tiny_models, out, *args, "--resume", env={"SKD_TEACHER_API_KEY": key})
+    resumed.finish()
+    assert resumed.steps() == list(range(1, 9))  # steps 4-5 written once, by the resumed run
+    trained_exactly_once(out)
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in (".md", ".jsonl", ".json", ".log", ".yaml"):
+            assert key not in path.read_text(errors="ignore"), path

@@ -342,4 +342,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    from shared import reaper
+
+    reaper.start()  # the job's own processes die with it, however it dies
     main()

@@ -72,7 +72,9 @@ def score(urls: list[str], api_key: str | None, ids: list[int], k: int) -> dict[
         except httpx.TransportError:
             continue  # down now: the client brings it in once it answers
         if resp.status_code != 200:
-            raise PreflightFailed("teacher_peaked", f"{url}/score answered {resp.status_code}: {resp.text[:500]}")
+            raise PreflightFailed(
+                "teacher_peaked", f"{url}/score answered {resp.status_code}: {resp.text[:500]}"
+            )
         out[url] = ScoreResponse.model_validate_json(resp.content).items[0]
     return out
 
