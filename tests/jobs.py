@@ -82,3 +82,10 @@ def command(p) -> str:
         return " ".join(p.cmdline())
     except psutil.Error:
         return ""
+
+
+def wait_for(condition, timeout_s: float, poll_s: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s"
+        time.sleep(poll_s)

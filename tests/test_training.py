@@ -302,3 +302,30 @@ def test_sigterm_stops_the_job_and_everything_it_started(tiny_models, tmp_path):
     while alive := [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
         assert time.monotonic() < deadline, [command(p)[:120] for p in alive]
         time.sleep(0.5)
+
+
+def test_a_teacher_outage_beyond_the_limit_stops_the_run_with_a_checkpoint(
+    ray_cluster, tiny_models, teacher_server, tmp_path
+):
+    """The teacher goes away for longer than `teacher_outage_s`: actors wait, then the run stops with a
+    message saying what to do, and a checkpoint to resume from."""
+    import threading
+
+    from tests.jobs import wait_for
+    from tests.proxy import FaultyProxy
+
+    proxy, out = FaultyProxy(teacher_server.port), tmp_path / "run"
+    args = _base(tiny_models, teacher_server, out, teacher_urls=f"[{proxy.url}]", teacher_outage_s=3,
+                 steps=1000, eval_at_start=False, eval_every=1000, checkpoint_every=1000)  # fmt: skip
+
+    def cut_when_training() -> None:
+        wait_for(lambda: (out / "metrics.jsonl").exists(), timeout_s=300)
+        proxy.set("down")
+
+    threading.Thread(target=cut_when_training, daemon=True).start()
+    try:
+        with pytest.raises(SystemExit, match=r"no teacher reachable for \d+ s.*Saved .*step_\d+; restart"):
+            main(args)
+    finally:
+        proxy.close()
+    assert list((out / "checkpoints").glob("step_*"))

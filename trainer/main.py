@@ -331,8 +331,8 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 summary = train(run)
             except TeacherUnavailable as e:  # raised between steps: the state is consistent
-                path = run.checkpoint()
-                raise SystemExit(f"teacher: {e}. Saved {path}; restart the teacher, then --resume") from None
+                path, why = run.checkpoint(), getattr(e, "cause", e)  # an actor's error: Ray wraps it
+                raise SystemExit(f"teacher: {why}. Saved {path}; restart the teacher, --resume") from None
             finally:
                 run.shutdown()
     except TeacherError as e:
