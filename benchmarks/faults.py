@@ -22,22 +22,10 @@ from pathlib import Path
 import psutil
 import torch
 
-from shared.tiny_models import build_tiny_llama, build_tokenizer
+from shared.tiny_models import build_teacher_and_student
 from tests.conftest import Server
 from tests.jobs import Job, actor_pids, command
 from trainer.learner import latest_checkpoint
-
-
-def _models(root: Path) -> dict[str, Path]:
-    build_tokenizer(root / "tokenizer")
-    return {
-        "teacher": build_tiny_llama(
-            root / "teacher", seed=1, logit_scale=8.0, tokenizer_dir=root / "tokenizer"
-        ),
-        "student": build_tiny_llama(
-            root / "student", seed=2, hidden_size=64, logit_scale=4.0, tokenizer_dir=root / "tokenizer"
-        ),
-    }
 
 
 def _step_times(out: Path) -> list[tuple[int, float]]:
@@ -145,7 +133,7 @@ def main() -> None:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0-1")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        models = _models(tmp / "models")
+        models = build_teacher_and_student(tmp / "models")
         result = {"A": run_a(models, tmp), "B": run_b(models, tmp)}
     print(json.dumps(_rounded(result), indent=2))
 

@@ -105,3 +105,18 @@ def build_tiny_llama(
     model.generation_config.save_pretrained(str(out))
     (out / "tiny_model.json").write_text(json.dumps({"seed": seed, "logit_scale": logit_scale}))
     return out
+
+
+def build_teacher_and_student(root: str | Path) -> dict[str, Path]:
+    """The pair the tests and the fault benchmark use: a teacher and a smaller student sharing one
+    tokenizer (vocab 512), with trained-like peaked distributions."""
+    root = Path(root)
+    build_tokenizer(root / "tokenizer")
+    return {
+        "teacher": build_tiny_llama(
+            root / "teacher", seed=1, logit_scale=8.0, tokenizer_dir=root / "tokenizer"
+        ),
+        "student": build_tiny_llama(
+            root / "student", seed=2, hidden_size=64, logit_scale=4.0, tokenizer_dir=root / "tokenizer"
+        ),
+    }

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.tiny_models import build_tiny_llama, build_tokenizer
+from shared.tiny_models import build_teacher_and_student
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MODEL_LEN = 256
@@ -23,16 +23,7 @@ API_KEY = "test-key-123"
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """A teacher and a student sharing one tokenizer (vocab 512)."""
-    root = tmp_path_factory.mktemp("models")
-    build_tokenizer(root / "tokenizer")
-    return {
-        "teacher": build_tiny_llama(
-            root / "teacher", seed=1, logit_scale=8.0, tokenizer_dir=root / "tokenizer"
-        ),
-        "student": build_tiny_llama(
-            root / "student", seed=2, hidden_size=64, logit_scale=4.0, tokenizer_dir=root / "tokenizer"
-        ),
-    }
+    return build_teacher_and_student(tmp_path_factory.mktemp("models"))
 
 
 def _free_port() -> int:
