@@ -75,8 +75,9 @@ def test_jsonl(tmp_path):
     rows = [{"prompt": "Hi"}, {"prompt": "2+2?", "reference": "4", "task": "arithmetic"}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
     examples = load_examples(str(path))
-    assert examples == [Example(prompt="Hi"), Example(prompt="2+2?", reference="4", task="arithmetic")]
-    assert examples[0].task == "chat"
+    expected = [Example(prompt="Hi"), Example(prompt="2+2?", reference="4", task="arithmetic")]
+    assert [e.model_dump() for e in examples] == [e.model_dump() for e in expected]
+    assert examples[0].task == "chat" and examples[1].source == f"{path}:2"  # where, for error messages
     assert load_examples(str(path), limit=1) == examples[:1]
 
 
