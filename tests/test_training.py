@@ -154,6 +154,8 @@ def test_staleness_bound_drops_old_samples(ray_cluster, tiny_models, teacher_ser
         (["--top_k=-1"], "top_k"),
         (["--no_such_field=3"], "no_such_field"),
         (["--student_top_p=1.5"], "student_top_p"),
+        (["--teacher_temperature=0.005"], "at least 0.01"),  # what the teacher server accepts
+        (["--teacher_temperature=3"], "teacher_temperature"),
         (["--config", "/nonexistent.yaml"], "config file not found"),
     ],
 )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     CliApp,
@@ -111,7 +111,12 @@ class RunConfig(BaseSettings):
     num_logprobs: int = Field(20, ge=1, description="Teacher top-k log-probs per position used as targets.")
     student_temperature: float = Field(0.5, ge=0, description="Student drafting temperature (paper: 0.5).")
     student_top_p: float = Field(0.5, gt=0, le=1, description="Student drafting top-p (paper: 0.5).")
-    teacher_temperature: float = Field(0.2, ge=0, description="Teacher replacement temperature (paper: 0.2).")
+    teacher_temperature: float = Field(
+        0.2,
+        ge=0,
+        le=2,
+        description="Teacher replacement temperature (paper: 0.2); 0 or 0.01-2, as the server.",
+    )
     teacher_top_p: float = Field(0.5, gt=0, le=1, description="Teacher replacement top-p (paper: 0.5).")
     mixed_lambda: float = Field(0.5, ge=0, le=1, description="mixed: fraction of supervised_kd samples.")
 
@@ -169,6 +174,13 @@ class RunConfig(BaseSettings):
     config: Path | None = Field(
         None, description="YAML file of these fields; the command line overrides it, it overrides SKD_* env."
     )
+
+    @field_validator("teacher_temperature")
+    @classmethod
+    def _engine_range(cls, t: float) -> float:
+        if 0 < t < 0.01:
+            raise ValueError("must be 0 (greedy) or at least 0.01 (vLLM raises smaller values to 0.01)")
+        return t
 
     def teacher_key(self) -> str | None:
         return self.teacher_api_key.get_secret_value() if self.teacher_api_key else None
