@@ -76,8 +76,10 @@ def test_skd_learns_end_to_end(ray_cluster, tiny_models, teacher_server, tmp_pat
 def test_resume_continues_at_the_right_step_and_data_position(
     ray_cluster, tiny_models, teacher_server, tmp_path
 ):
+    """Also the whole job with a 2-worker learner group (FSDP2 over gloo), checkpointing and resuming."""
     out = tmp_path / "run"
-    args = _base(tiny_models, teacher_server, out, eval_at_start=False, eval_every=100, checkpoint_every=3)
+    args = _base(tiny_models, teacher_server, out, eval_at_start=False, eval_every=100, checkpoint_every=3,
+                 num_learner_workers=2, learner_num_cpus=0.5)  # fmt: skip
     main([*args, "--steps=3"])
     state = torch.load(out / "checkpoints" / "step_000003" / "trainer_state.pt", weights_only=False)
     assert state["step"] == 3 and state["data"]["position"] > 0
@@ -89,7 +91,22 @@ def test_resume_continues_at_the_right_step_and_data_position(
     assert records[3]["data/position"] >= state["data"]["position"]
     resumed = torch.load(out / "checkpoints" / "step_000005" / "trainer_state.pt", weights_only=False)
     assert resumed["step"] == 5
-    assert resumed["optimizer"]["state"][0]["step"] == 5  # AdamW moments carried over, not restarted
+    moments = resumed["optimizer"]["state"]["lm.model.embed_tokens.weight"]
+    assert moments["step"] == 5  # AdamW moments carried over, not restarted
+
+
+def test_low_memory_settings_run_end_to_end(ray_cluster, tiny_models, teacher_server, tmp_path):
+    """LoRA + bf16 + gradient checkpointing + chunked loss: actors get merged weights, eval runs, and the
+    checkpoint is a merged HF model plus the adapter."""
+    out = tmp_path / "run"
+    main(_base(tiny_models, teacher_server, out, steps=3, eval_every=3, checkpoint_every=3, lora_rank=8,
+               learner_dtype="bf16", gradient_checkpointing=True, loss_chunk_tokens=16))  # fmt: skip
+    records = _records(out)
+    assert [r["step"] for r in records if "train/loss" in r] == [1, 2, 3]
+    evals = [r for r in records if "eval/kl" in r]
+    assert evals[-1]["eval/weight_version"] == 3  # the actor ran the pushed (merged) weights
+    final = out / "checkpoints" / "step_000003"
+    assert (final / "model.safetensors").exists() and (final / "adapter" / "adapter_config.json").exists()
 
 
 @pytest.mark.parametrize("method", ["on_policy", "teacher_sampling", "supervised_kd", "sft", "mixed"])
@@ -126,13 +143,13 @@ def test_weight_push_changes_what_actors_generate(ray_cluster, tiny_models, teac
     # the same weights pushed back change nothing (the rotary cache, which no push carries, is intact)
     ray.get(actor.update_weights.remote(3, ray.put(learner.export_weights(torch.float32))))
     assert ray.get(actor.generate_greedy.remote(prompts, 12)) == (3, before)
-    learner.model.lm_head.weight.data = -learner.model.lm_head.weight.data  # a visibly different student
+    learner.lm.lm_head.weight.data = -learner.lm.lm_head.weight.data  # a visibly different student
     ray.get(actor.update_weights.remote(7, ray.put(learner.export_weights(torch.float32))))
     version, after = ray.get(actor.generate_greedy.remote(prompts, 12))
     assert version == 7 and after != before
     # and the engine really runs the pushed weights: greedy tokens are the pushed model's argmax
     with torch.no_grad():
-        first = learner.model(torch.tensor([prompts[0]])).logits[0, -1].argmax().item()
+        first = learner.lm(torch.tensor([prompts[0]])).logits[0, -1].argmax().item()
     assert after[0][0] == first
     ray.kill(actor)
 

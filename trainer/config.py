@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     CliApp,
@@ -146,6 +146,46 @@ class RunConfig(BaseSettings):
     max_staleness: int = Field(2, ge=0, description="Drop samples made by weights more versions old.")
     trainer_device: str = Field("auto", description="'auto' (cuda if available), 'cpu', 'cuda', ...")
     trainer_threads: int = Field(0, ge=0, description="torch threads of the trainer (0 = torch default).")
+
+    # --- the learner at scale (see the README's sizing table) ----------------------------------------
+    num_learner_workers: int = Field(
+        1,
+        ge=1,
+        description="Learner processes. 1: the student trains in the driver (no torch.distributed). N > 1: N "
+        "Ray actors joined by torch.distributed (NCCL on GPUs, gloo on CPU), each given 1/N of every "
+        "micro-batch; rank 0 exports the weights.",
+    )
+    learner_backend: Literal["fsdp", "ddp"] = Field(
+        "fsdp",
+        description="With N > 1 workers: fsdp (FSDP2 fully_shard: parameters, gradients and optimizer state "
+        "sharded; CPU/gloo and GPU/NCCL) or ddp (replicated; needed by adamw_8bit).",
+    )
+    learner_num_cpus: float = Field(1.0, ge=0, description="Ray CPUs per learner worker (N > 1).")
+    learner_num_gpus: float = Field(0.0, ge=0, description="Ray GPUs per learner worker (N > 1).")
+    learner_dtype: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="bf16: mixed precision (autocast; trainable weights and optimizer state stay fp32, "
+        "frozen LoRA base weights are stored in bf16).",
+    )
+    gradient_checkpointing: bool = Field(False, description="Recompute decoder layers in backward.")
+    loss_chunk_tokens: int = Field(
+        0,
+        ge=0,
+        description="Compute lm-head + log-softmax + loss this many response tokens at a time, recomputed in "
+        "backward, so [tokens, vocab] logits never exist for the whole batch (0 = all at once).",
+    )
+    optimizer: Literal["adamw", "adamw_8bit"] = Field(
+        "adamw", description="adamw (torch) or adamw_8bit (bitsandbytes, CPU and CUDA; 8-bit moments)."
+    )
+    lora_rank: int = Field(0, ge=0, description="LoRA rank via peft (0 = train every weight).")
+    lora_alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (scale = alpha / rank).")
+    lora_target_modules: list[str] = Field(
+        default_factory=lambda: ["all-linear"],
+        description="Modules given LoRA adapters ('all-linear': every linear layer but the head).",
+    )
+    weight_bucket_mb: float = Field(
+        128.0, gt=0, description="Weights travel to the actors in buckets of about this size."
+    )
     seed: int = 0
 
     # --- evaluation, checkpoints, output -------------------------------------------------------------
@@ -174,6 +214,21 @@ class RunConfig(BaseSettings):
     config: Path | None = Field(
         None, description="YAML file of these fields; the command line overrides it, it overrides SKD_* env."
     )
+
+    @model_validator(mode="after")
+    def _learner_combinations(self) -> RunConfig:
+        """Combinations that cannot work fail here, before any work, naming the fields."""
+        if self.num_learner_workers > 1 and self.batch_size < self.num_learner_workers:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) < num_learner_workers ({self.num_learner_workers}): every "
+                "worker needs at least one sequence of each micro-batch"
+            )
+        if self.num_learner_workers > 1 and self.learner_backend == "fsdp" and self.optimizer == "adamw_8bit":
+            raise ValueError(
+                "optimizer=adamw_8bit with learner_backend=fsdp: bitsandbytes' 8-bit AdamW does not take "
+                "FSDP's sharded (DTensor) parameters; use learner_backend=ddp"
+            )
+        return self
 
     @field_validator("teacher_temperature")
     @classmethod

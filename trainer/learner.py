@@ -1,26 +1,32 @@
 """The learner: the student in transformers, its optimiser, and the loss over response positions.
 
-A batch of samples becomes one right-padded forward pass; logits are computed only at response positions
-(the lm head over a 49k vocabulary is a large share of the cost). KD samples use the sparse top-k divergence
-against the teacher's targets, SFT samples cross-entropy on their tokens; the loss is the mean over all
-response tokens of the optimiser step (gradient accumulation divides by the step's token count).
+A batch of samples becomes right-padded forward passes (`trainer.response_loss`); KD samples use the
+sparse top-k divergence against the teacher's targets, SFT samples cross-entropy on their tokens; the loss is
+the mean over all response tokens of the optimiser step (gradient accumulation divides by the step's token
+count, summed over every worker). One `Learner` is one worker: the whole learner when
+`num_learner_workers == 1`, else one rank of `trainer.learner_group.LearnerGroup`, which calls the same
+methods on every rank (the collectives of FSDP/DDP need all of them). How the student is loaded, adapted and
+wrapped is `trainer.student_model`; how its weights travel, `trainer.weights`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+from transformers import AutoTokenizer, get_scheduler
 
 from trainer.config import RunConfig
-from trainer.losses import sparse_kd_loss, token_nll
+from trainer.response_loss import ResponseLoss, collate
+from trainer.student_model import ADAPTER_DIR, check_dtype_supported, load_student, make_optimizer, wrap
 from trainer.types import LossKind, Sample
-from trainer.weights import pack
+from trainer.weights import buckets, full_tensors, lora_scalings, merged
 
 STATE_FILE = "trainer_state.pt"
 
@@ -31,87 +37,99 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def micro_batches(batch: list[Sample], size: int) -> list[list[Sample]]:
+    return [batch[i : i + size] for i in range(0, len(batch), size)]
+
+
 class Learner:
-    def __init__(self, cfg: RunConfig, model_path: str | Path):
-        self.cfg = cfg
-        self.device = resolve_device(cfg.trainer_device)
+    def __init__(
+        self,
+        cfg: RunConfig,
+        model_path: str | Path,
+        checkpoint: Path | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device | None = None,
+    ):
+        self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        self.device = device or resolve_device(cfg.trainer_device)
+        check_dtype_supported(cfg, self.device)
         if cfg.trainer_threads:
             torch.set_num_threads(cfg.trainer_threads)
         torch.manual_seed(cfg.seed)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(self.device)
-        self.model.train()
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.lr,
-            betas=(0.9, 0.95),
-        )
+        # A LoRA checkpoint holds the adapter (the base is the frozen student); otherwise the whole model.
+        lora_resume = checkpoint is not None and cfg.lora_rank > 0
+        weights = model_path if cfg.lora_rank or checkpoint is None else checkpoint
+        lm = load_student(cfg, weights, checkpoint / ADAPTER_DIR if lora_resume else None)
+        self.lora_scalings = lora_scalings(lm)
+        self.loss_module = ResponseLoss(lm, cfg.loss_chunk_tokens, cfg.jsd_beta)
+        self.model = wrap(self.loss_module, cfg, self.device, world_size)
+        self.optimizer = make_optimizer(cfg, self.model)
         self.scheduler = get_scheduler(
             cfg.lr_schedule if cfg.lr_schedule != "constant" else "constant_with_warmup",
             self.optimizer,
             num_warmup_steps=cfg.warmup_steps,
             num_training_steps=cfg.steps,
         )
+        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint or model_path)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.step = 0
+
+    @property
+    def lm(self) -> torch.nn.Module:
+        """The causal LM being trained (a peft model under LoRA)."""
+        return self.loss_module.lm
 
     # --- loss ---------------------------------------------------------------------------------------
 
-    def _response_logits(self, samples: list[Sample]) -> torch.Tensor:
-        """Student logits [total response tokens, V], row r predicting the r-th response token."""
-        seqs = [s.prompt_ids + s.response_ids for s in samples]
-        width = max(len(x) for x in seqs)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        rows, cols = [], []
-        for b, (s, x) in enumerate(zip(samples, seqs)):
-            ids[b, : len(x)] = torch.tensor(x)
-            mask[b, : len(x)] = 1
-            start = len(s.prompt_ids) - 1  # the position whose logits predict the first response token
-            rows += [b] * len(s.response_ids)
-            cols += range(start, start + len(s.response_ids))
-        hidden = self.model.get_decoder()(
-            input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
-        ).last_hidden_state
-        picked = hidden[torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device)]
-        return self.model.get_output_embeddings()(picked)
+    def _autocast(self):
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.learner_dtype == "bf16")
 
     def token_losses(self, samples: list[Sample], kind: LossKind | None = None) -> torch.Tensor:
         """Per-token loss [total response tokens] in sample order (`kind` overrides the KD divergence)."""
-        logits = self._response_logits(samples)
-        out, offset = [], 0
-        for s in samples:
-            n = len(s.response_ids)
-            part = logits[offset : offset + n]
-            offset += n
-            if s.kind == "sft":
-                out.append(token_nll(part, torch.tensor(s.response_ids, device=self.device)))
-            else:
-                k = max((len(r) for r in s.teacher_topk_ids), default=0)
-                ids = torch.tensor([r + [-1] * (k - len(r)) for r in s.teacher_topk_ids], device=self.device)
-                lps = torch.tensor(
-                    [r + [0.0] * (k - len(r)) for r in s.teacher_topk_logprobs], device=self.device
-                )
-                out.append(sparse_kd_loss(part, ids, lps, kind or self.cfg.loss, self.cfg.jsd_beta))
-        return torch.cat(out) if out else torch.zeros(0, device=self.device)
+        batch = collate(samples, self.pad_id).to(self.device)
+        with self._autocast():
+            return self.model(batch, kind or self.cfg.loss)
+
+    def _sync_grads(self, now: bool):
+        """Gradient accumulation: reduce gradients across workers on the step's last micro-batch only."""
+        if self.world_size == 1:
+            return contextlib.nullcontext()
+        if hasattr(self.model, "no_sync"):  # DDP
+            return contextlib.nullcontext() if now else self.model.no_sync()
+        self.model.set_requires_gradient_sync(now)  # FSDP2
+        return contextlib.nullcontext()
+
+    def _sum(self, value: float) -> float:
+        """The sum of `value` over all workers."""
+        if self.world_size == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(t)
+        return float(t.item())
 
     def train_step(self, batch: list[Sample]) -> dict[str, float]:
         """One optimiser step over the batch, in micro-batches of `batch_size` (gradient accumulation)."""
-        size = self.cfg.batch_size
-        micro_batches = [batch[i : i + size] for i in range(0, len(batch), size)]
-        total_tokens = sum(len(s.response_ids) for mb in micro_batches for s in mb)
+        total_tokens = sum(len(s.response_ids) for s in batch)
+        return self.train_shard(micro_batches(batch, self.cfg.batch_size), total_tokens)
+
+    def train_shard(self, shard: list[list[Sample]], total_tokens: int) -> dict[str, float]:
+        """This worker's micro-batches of one optimiser step; `total_tokens`: the step's, all workers."""
         if total_tokens == 0:
             raise ValueError("a training step needs at least one response token")
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
-        for mb in micro_batches:
-            losses = self.token_losses([s for s in mb if s.response_ids])
-            (losses.sum() / total_tokens).backward()
+        for i, mb in enumerate(shard):
+            with self._sync_grads(i == len(shard) - 1):
+                losses = self.token_losses(mb)
+                # DDP and FSDP average gradients over workers; the loss is a sum over all their tokens
+                (losses.sum() * self.world_size / total_tokens).backward()
             loss_sum += float(losses.detach().sum())
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+        if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor
+            grad_norm = grad_norm.full_tensor()
+        loss_sum = self._sum(loss_sum)
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
@@ -119,40 +137,75 @@ class Learner:
             raise FloatingPointError(f"non-finite loss at step {self.step}")
         return {
             "loss": loss_sum / total_tokens,
-            "grad_norm": grad_norm,
+            "grad_norm": float(grad_norm),
             "lr": self.scheduler.get_last_lr()[0],
             "tokens": total_tokens,
         }
 
     @torch.no_grad()
-    def kl_to_teacher(self, samples: list[Sample]) -> float:
-        """Mean per-token forward KL(teacher || student) over the samples' responses (evaluation)."""
+    def kl_sums(self, samples: list[Sample]) -> tuple[float, int]:
+        """Sum and count of per-token forward KL(teacher || student) over all workers' samples."""
         self.model.eval()
         try:
-            losses = self.token_losses([s for s in samples if s.response_ids], kind="forward_kl")
-            return float(losses.mean()) if losses.numel() else float("nan")
+            losses = self.token_losses(samples, kind="forward_kl")
+            return self._sum(float(losses.sum())), int(self._sum(losses.numel()))
         finally:
             self.model.train()
 
+    def kl_to_teacher(self, samples: list[Sample]) -> float:
+        """Mean per-token forward KL(teacher || student) over the samples' responses (evaluation)."""
+        total, count = self.kl_sums(samples)
+        return total / count if count else float("nan")
+
     # --- weights out --------------------------------------------------------------------------------
 
-    def export_weights(self, dtype: torch.dtype) -> dict:
-        """The weights in the engine's dtype, packed for the Ray object store (`trainer.weights`)."""
-        return pack(self.model.state_dict(), dtype)
+    def weight_buckets(self, dtype: torch.dtype) -> Iterator[dict]:
+        """The weights in the engine's dtype as packed buckets (`trainer.weights`), on rank 0 (the other
+        ranks take part in gathering FSDP shards and yield nothing). Under LoRA only the modules adapters
+        change: the engines' other weights are the frozen base they started from."""
+        named = merged(
+            full_tensors(self.loss_module), self.lora_scalings, only_changed=bool(self.lora_scalings)
+        )
+        if self.rank != 0:
+            for _ in named:
+                pass
+            return
+        yield from buckets(named, dtype, self.cfg.weight_bucket_mb * 2**20)
+
+    def export_weights(self, dtype: torch.dtype) -> list[dict]:
+        return list(self.weight_buckets(dtype))
+
+    def shutdown(self) -> None:
+        pass
 
     # --- checkpoints --------------------------------------------------------------------------------
 
+    def _optimizer_state(self) -> dict:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_optimizer_state_dict(self.model, self.optimizer, options=full)
+
     def save(self, directory: Path, extra: dict) -> Path:
-        """An HF model dir loadable by vLLM/transformers as is, plus optimiser/trainer state. Written to a
-        temporary dir and renamed, so a crash never leaves a half-written checkpoint behind."""
+        """An HF model dir loadable by vLLM/transformers as is (LoRA merged in; the adapter in `adapter/`),
+        plus optimiser/trainer state. Every rank calls it (shards are gathered); rank 0 writes, to a temporary
+        dir renamed at the end, so a crash never leaves a half-written checkpoint behind."""
         final = directory / f"step_{self.step:06d}"
+        full = {name: t.detach().cpu() for name, t in full_tensors(self.loss_module)}
+        optimizer = self._optimizer_state()
+        if self.rank != 0:
+            return final
         staging = directory / f".step_{self.step:06d}.partial"
         shutil.rmtree(staging, ignore_errors=True)
-        self.model.save_pretrained(staging, safe_serialization=True)
+        base = self.lm.get_base_model() if self.lora_scalings else self.lm
+        hf = dict(merged(full.items(), self.lora_scalings))
+        base.save_pretrained(staging, state_dict=hf, safe_serialization=True)
         self.tokenizer.save_pretrained(staging)
+        if self.lora_scalings:
+            self._save_adapter(staging / ADAPTER_DIR, full)
         state = {
             "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer,
             "scheduler": self.scheduler.state_dict(),
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -166,16 +219,32 @@ class Learner:
         staging.rename(final)
         return final
 
+    def _save_adapter(self, path: Path, full: dict[str, torch.Tensor]) -> None:
+        """The peft adapter as `PeftModel.save_pretrained` writes it (loadable by peft and vLLM's LoRA)."""
+        from peft import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        path.mkdir(parents=True)
+        peft_sd = {k.removeprefix("lm."): v for k, v in full.items()}
+        adapter = get_peft_model_state_dict(self.lm, state_dict=peft_sd)
+        save_file({k: v.contiguous() for k, v in adapter.items()}, str(path / "adapter_model.safetensors"))
+        self.lm.peft_config["default"].save_pretrained(str(path))
+
     def load_state(self, checkpoint: Path) -> dict:
         """Optimiser, scheduler, step and RNG from a checkpoint (the weights were loaded in __init__)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
         state = torch.load(checkpoint / STATE_FILE, weights_only=False)
-        self.optimizer.load_state_dict(state["optimizer"])
+        full = StateDictOptions(full_state_dict=True)
+        set_optimizer_state_dict(
+            self.model, self.optimizer, optim_state_dict=state["optimizer"], options=full
+        )
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
-        return state
+        return {k: v for k, v in state.items() if k != "optimizer"}
 
 
 def latest_checkpoint(directory: Path) -> Path | None:

@@ -26,6 +26,9 @@ def configure(level: LogLevel) -> None:
     logging.getLogger("shared").setLevel(level.upper())
     for name in NOISY:
         logging.getLogger(name).setLevel(_library_level(level))
+    # peft imports bitsandbytes, which warns on every import that an optional 4-bit CPU kernel (unused
+    # here) is missing
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(max(logging.ERROR, _library_level(level)))
 
 
 def actor_env(level: LogLevel) -> dict[str, str]:

@@ -48,8 +48,19 @@ def sparse_kd_loss(
 
     student_logits [N, V]; teacher_ids [N, k] (-1 pads); teacher_logprobs [N, k] (log-softmax, temperature 1).
     """
-    mask = teacher_ids >= 0
     student_logprobs = torch.log_softmax(student_logits.float(), dim=-1)
+    return sparse_kd_from_logprobs(student_logprobs, teacher_ids, teacher_logprobs, kind, beta)
+
+
+def sparse_kd_from_logprobs(
+    student_logprobs: torch.Tensor,
+    teacher_ids: torch.Tensor,
+    teacher_logprobs: torch.Tensor,
+    kind: LossKind = "forward_kl",
+    beta: float = 0.5,
+) -> torch.Tensor:
+    """`sparse_kd_loss` given the student's log-softmax [N, V] (computed once, shared with other losses)."""
+    mask = teacher_ids >= 0
     student_top = student_logprobs.gather(-1, teacher_ids.clamp(min=0))
     log_t = _with_tail(teacher_logprobs.float(), mask)
     log_s = _with_tail(student_top, mask)

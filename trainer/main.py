@@ -12,7 +12,9 @@ that cluster. The parts, each in its own module and none aware of this one:
 - feeder.PromptFeeder     the prompt stream -> the actors' prompt queue (exact resume)
 - rollout.RolloutGroup    Ray actors with vLLM student engines running a method (methods.METHODS)
 - buffer.SampleBuffer     the actors' sample queue -> fresh batches (stale samples dropped and counted)
-- learner.Learner         the student in transformers: loss, AdamW, checkpoints
+- learner.Learner         the student in transformers: loss, AdamW, checkpoints (student_model: dtype, LoRA,
+                          FSDP/DDP; response_loss: the chunked loss; weights: how weights travel)
+- learner_group           N learner workers on Ray joined by torch.distributed, or the Learner in-process
 - evaluate.Evaluator      held-out acceptance rate, KL and task metric
 - timing.PhaseTimer       where the wall time goes (busy / waiting for samples)
 - report                  metrics.jsonl, plots, report.md
@@ -42,6 +44,7 @@ if TYPE_CHECKING:  # the components import torch, vLLM or Ray: loaded in `setup`
     from trainer.evaluate import Evaluator
     from trainer.feeder import PromptFeeder
     from trainer.learner import Learner
+    from trainer.learner_group import LearnerGroup
     from trainer.report import MetricsLog
     from trainer.rollout import RolloutGroup
     from trainer.timing import PhaseTimer
@@ -58,7 +61,7 @@ class Run:
 
     cfg: RunConfig
     out: Path
-    learner: Learner
+    learner: Learner | LearnerGroup
     feeder: PromptFeeder
     rollout: RolloutGroup
     buffer: SampleBuffer
@@ -91,7 +94,7 @@ class Run:
         logger.warning("rollout actor(s) %s died: replaced; %d prompts issued again", dead, len(lost))
 
     def push_weights(self) -> None:
-        self.rollout.push_weights(self.learner.step, self.learner.export_weights(self.rollout.engine_dtype))
+        self.rollout.push_weights(self.learner.step, self.learner.weight_buckets(self.rollout.engine_dtype))
 
     def evaluate(self) -> None:
         self.push_weights()
@@ -141,6 +144,7 @@ class Run:
 
     def shutdown(self) -> None:
         self.rollout.stop()
+        self.learner.shutdown()
 
 
 def setup(cfg: RunConfig, out: Path, student_path: Path, checkpoint: Path | None, urls, info) -> Run:
@@ -150,14 +154,14 @@ def setup(cfg: RunConfig, out: Path, student_path: Path, checkpoint: Path | None
     from trainer.buffer import SampleBuffer
     from trainer.evaluate import Evaluator
     from trainer.feeder import PromptFeeder
-    from trainer.learner import Learner
+    from trainer.learner_group import make_learner
     from trainer.methods import METHODS
     from trainer.prompts import load_prompts
     from trainer.report import MetricsLog
     from trainer.rollout import RolloutGroup
 
     method = METHODS[cfg.method](cfg)
-    learner = Learner(cfg, checkpoint or student_path)
+    learner = make_learner(cfg, student_path, checkpoint)
     state = learner.load_state(checkpoint) if checkpoint else {}
     train_prompts, eval_examples, eval_prompts = load_prompts(cfg, learner.tokenizer, method.needs_reference)
     feeder = PromptFeeder(train_prompts, cfg.seed, state.get("data"))
@@ -282,8 +286,41 @@ def connect_ray(cfg: RunConfig) -> None:
         _probe(address)
         ray.init(address=address, logging_level=quiet)
     else:
-        cpus = max(os.cpu_count() or 1, 2)
-        ray.init(address="local", include_dashboard=False, num_cpus=cpus, logging_level=quiet)
+        ray.init(address="local", include_dashboard=False, num_cpus=_local_cpus(), logging_level=quiet)
+
+
+def _local_cpus() -> int:
+    return max(os.cpu_count() or 1, 2)
+
+
+def check_learner(cfg: RunConfig, cluster: dict[str, float] | None = None) -> None:
+    """Learner settings this machine or cluster cannot run fail here, naming the fields: bf16 where the device
+    lacks it, more learner workers than the cluster has resources for. Without `cluster`: before any work,
+    against the local cluster the job would start (a given cluster is checked once connected)."""
+    import torch
+
+    from trainer.learner import resolve_device
+    from trainer.learner_group import check_resources
+    from trainer.student_model import check_dtype_supported
+
+    try:
+        if cfg.num_learner_workers == 1 or cfg.learner_num_gpus == 0:
+            device = (
+                resolve_device(cfg.trainer_device) if cfg.num_learner_workers == 1 else torch.device("cpu")
+            )
+            check_dtype_supported(cfg, device)
+        if cluster is None and not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
+            cluster = {"CPU": float(_local_cpus()), "GPU": float(torch.cuda.device_count())}
+        if cluster is not None:
+            check_resources(cfg, cluster)
+    except ValueError as e:
+        raise SystemExit(f"invalid configuration: {e}") from None
+
+
+def ray_resources() -> dict[str, float]:
+    import ray
+
+    return ray.cluster_resources()
 
 
 def _exit_on_sigterm() -> None:
@@ -315,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(
             f"{out} already holds a run; pass --resume to continue it or choose another output_dir"
         )
+    check_learner(cfg)
     teacher_path, student_path = resolve_models(cfg)
     out.mkdir(parents=True, exist_ok=True)
     _exit_on_sigterm()
@@ -327,6 +365,7 @@ def main(argv: list[str] | None = None) -> None:
                 run_checks(cfg, teacher_path, student_path, urls, info.vocab_size)
             connect_ray(cfg)
             _exit_on_sigterm()  # again: ray.init installs its own bare sys.exit handler
+            check_learner(cfg, ray_resources())
             run = setup(cfg, out, student_path, checkpoint, urls, info)
             try:
                 summary = train(run)

@@ -22,7 +22,7 @@ import numpy as np
 from trainer.config import RunConfig
 from trainer.methods import METHODS, RolloutEnv, RolloutMethod, Sequence, Speculative
 from trainer.types import Prompt
-from trainer.weights import unpack
+from trainer.weights import iter_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -71,18 +71,18 @@ class RolloutWorker:
 
     # --- control -----------------------------------------------------------------------------------
 
-    def update_weights(self, version: int, packed: dict, apply_now: bool = False) -> float:
-        """`trainer.weights.pack`ed weights; they take effect before the next round (never inside one), or
-        now; returns the load time if now."""
-        self.pending = (version, packed)
+    def update_weights(self, version: int, parts: list | dict, apply_now: bool = False) -> float:
+        """Weights as `trainer.weights` buckets (packed dicts or object refs of them, or one packed dict);
+        they take effect before the next round (never inside one), or now; returns the load time if now."""
+        self.pending = (version, parts)
         return self._apply_pending_weights() if apply_now else 0.0
 
     def _apply_pending_weights(self) -> float:
         if self.pending is None:
             return 0.0
         start = time.perf_counter()
-        (version, packed), self.pending = self.pending, None
-        self.env.student.load_weights(unpack(packed))
+        (version, parts), self.pending = self.pending, None
+        self.env.student.load_weights(iter_tensors(parts if isinstance(parts, list) else [parts]))
         self.version = version
         self.stats["weight_loads"] += 1
         elapsed = time.perf_counter() - start
@@ -199,21 +199,22 @@ class RolloutGroup:
         )
         self.actors = [self._new(i) for i in range(cfg.num_rollout_actors)]
         self.runs: list = []
-        self.weights: tuple[int, object] | None = None  # the last push: (version, object ref)
+        self.weights: tuple[int, list] | None = None  # the last push: (version, bucket object refs)
         self.restarts_left = cfg.max_actor_restarts
 
     def start(self) -> None:
         self.runs = [a.run.remote() for a in self.actors]
 
-    def push_weights(self, version: int, packed: dict) -> None:
-        """One `ray.put`, shared zero-copy by every actor; they load it between rounds (not awaited here,
-        so the trainer never waits for an actor's engine call in progress)."""
+    def push_weights(self, version: int, buckets) -> None:
+        """Weight buckets (`trainer.weights`: packed dicts, each put into the object store as it comes, or
+        refs already there), shared zero-copy by every actor; they load them between rounds (not awaited
+        here, so the trainer never waits for an actor's engine call in progress)."""
         import ray
 
-        ref = ray.put(packed)
-        self.weights = (version, ref)
+        refs = [b if isinstance(b, ray.ObjectRef) else ray.put(b) for b in buckets]
+        self.weights = (version, refs)
         for a in self.actors:
-            a.update_weights.remote(version, ref)
+            a.update_weights.remote(version, refs)
 
     def dead(self) -> list[int]:
         """Actors whose loop ended because the actor died; any other end (an error) is raised here."""
@@ -247,8 +248,8 @@ class RolloutGroup:
             raise RuntimeError(f"rollout actor {i} died and max_actor_restarts is used up")
         self.restarts_left -= 1
         ray.kill(self.actors[i], no_restart=True)
-        version, ref = self.weights if self.weights else (0, None)
-        self.actors[i] = self._new(i, weights_version=version, weights=ref)
+        version, refs = self.weights if self.weights else (0, None)
+        self.actors[i] = self._new(i, weights_version=version, weights=refs)
         self.runs[i] = self.actors[i].run.remote()
 
     def stop(self, timeout_s: float = 60.0) -> None:

@@ -7,6 +7,7 @@ repacks weights) and are followed by a prefix-cache reset: KV computed by the ol
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import torch
 
@@ -96,8 +97,9 @@ class StudentEngine:
             prompts, SamplingParams(max_tokens=max_tokens, temperature=0.0, detokenize=False)
         )
 
-    def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """(name, tensor) pairs, all weights or a subset (fused groups such as q/k/v whole)."""
         self.llm.collective_rpc(
-            "reload_weights", kwargs={"weights_iterator": list(weights.items()), "is_checkpoint_format": True}
+            "reload_weights", kwargs={"weights_iterator": list(weights), "is_checkpoint_format": True}
         )
         self.llm.reset_prefix_cache()

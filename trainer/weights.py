@@ -1,27 +1,60 @@
-"""How weights travel from the learner to the actors: numpy arrays through the Ray object store.
+"""How weights travel from the learner to the actors: numpy buckets through the Ray object store.
 
-Ray hands numpy arrays to every reader as zero-copy views of shared memory, while torch tensors are
-unpickled (copied) by each actor. bfloat16, which numpy lacks, travels as its raw 16-bit pattern and is
-viewed back as bfloat16 on arrival: no conversion, no copy, until the engine loads it.
+The one interface: the learner yields the weights as a stream of packed buckets (`buckets`), the driver puts
+each into the object store as it comes (`RolloutGroup.push_weights`), and an actor streams them into its
+engine in one `reload_weights` pass (`iter_tensors`), fetching one bucket at a time. So neither side ever
+holds a second full copy in process memory, however large the student, and the same path works on one node
+and across nodes (the object store moves the buckets).
+
+- Ray hands numpy arrays to every reader as zero-copy views of shared memory, while torch tensors are
+  unpickled (copied) by each actor. bfloat16, which numpy lacks, travels as its raw 16-bit pattern.
+- FSDP-sharded weights are gathered one tensor at a time (`full_tensors`, a collective on every rank).
+- LoRA: the engines run plain HF weights, so adapters are merged into their base weights on the way out
+  (`merged`), and after the first push only the modules that carry adapters are sent (the base is frozen),
+  with their fused siblings (vLLM loads q/k/v and gate/up as one tensor, so they travel together).
+
+A GPU path (NCCL broadcast from rank 0 straight into the engines' parameters, as TRL and OpenRLHF do) would
+plug in at `RolloutGroup.push_weights`; it is not built, as it cannot be exercised without GPUs.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 
 _RAW = {torch.bfloat16: np.uint16}
+FUSED = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))  # loaded as one tensor by vLLM
+
+
+def _to_numpy(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    t = t.detach().to("cpu", dtype).contiguous()
+    return t.view(torch.int16).numpy().view(_RAW[dtype]) if dtype in _RAW else t.numpy()
 
 
 def pack(state_dict: dict[str, torch.Tensor], dtype: torch.dtype) -> dict:
-    """CPU numpy copies of the weights in the engine's dtype."""
-    arrays = {}
-    for name, t in state_dict.items():
-        t = t.detach().to("cpu", dtype).contiguous()
-        arrays[name] = t.view(torch.int16).numpy().view(_RAW[dtype]) if dtype in _RAW else t.numpy()
-    return {"dtype": str(dtype).removeprefix("torch."), "arrays": arrays}
+    """CPU numpy copies of the weights in the engine's dtype: one bucket."""
+    return {
+        "dtype": str(dtype).removeprefix("torch."),
+        "arrays": {k: _to_numpy(t, dtype) for k, t in state_dict.items()},
+    }
+
+
+def buckets(
+    named: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype, bucket_bytes: float
+) -> Iterator[dict]:
+    """Packed buckets of about `bucket_bytes`, made as the tensors arrive."""
+    arrays, size = {}, 0
+    for name, t in named:
+        arrays[name] = _to_numpy(t, dtype)
+        size += arrays[name].nbytes
+        if size >= bucket_bytes:
+            yield {"dtype": str(dtype).removeprefix("torch."), "arrays": arrays}
+            arrays, size = {}, 0
+    if arrays:
+        yield {"dtype": str(dtype).removeprefix("torch."), "arrays": arrays}
 
 
 def unpack(packed: dict) -> dict[str, torch.Tensor]:
@@ -31,3 +64,79 @@ def unpack(packed: dict) -> dict[str, torch.Tensor]:
         warnings.simplefilter("ignore", UserWarning)  # non-writable arrays: only ever read
         tensors = {k: torch.from_numpy(a) for k, a in packed["arrays"].items()}
     return {k: t.view(dtype) if dtype in _RAW else t for k, t in tensors.items()}
+
+
+def iter_tensors(parts: list) -> Iterator[tuple[str, torch.Tensor]]:
+    """An actor's view of a push: (name, tensor) over buckets given as packed dicts or object refs, each
+    fetched only when the engine reaches it."""
+    import ray
+
+    for part in parts:
+        yield from unpack(ray.get(part) if isinstance(part, ray.ObjectRef) else part).items()
+
+
+# --- the learner's side ----------------------------------------------------------------------------------
+
+
+def full_tensors(module: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, full tensor) for the module's state dict; FSDP shards are gathered one tensor at a time (every
+    rank must iterate, in the same order)."""
+    from torch.distributed.tensor import DTensor
+
+    for name, t in module.state_dict().items():
+        yield name, (t.full_tensor() if isinstance(t, DTensor) else t)
+
+
+def hf_name(name: str) -> str:
+    """A training-side parameter name as the HF model (and vLLM) spells it."""
+    for prefix in ("lm.", "base_model.model."):
+        name = name.removeprefix(prefix)
+    return name.replace(".base_layer.", ".")
+
+
+def lora_scalings(module: torch.nn.Module) -> dict[str, float]:
+    """HF module name -> LoRA scale (alpha / r) for every module carrying an adapter."""
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:
+        return {}
+    return {
+        hf_name(name + "."): float(m.scaling["default"])
+        for name, m in module.named_modules()
+        if isinstance(m, LoraLayer) and "default" in m.scaling
+    }
+
+
+def _changed(scalings: dict[str, float]) -> set[str]:
+    """Modules to send after the first LoRA push: those with adapters and their fused siblings."""
+    out = set()
+    for prefix in scalings:
+        parent, _, leaf = prefix.rstrip(".").rpartition(".")
+        out.add(prefix)
+        for group in FUSED:
+            if leaf in group:
+                out.update(f"{parent}.{g}." for g in group)
+    return out
+
+
+def merged(
+    named: Iterable[tuple[str, torch.Tensor]], scalings: dict[str, float], only_changed: bool = False
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """HF-named weights with LoRA adapters merged (W + scale * B @ A, in fp32); adapters themselves are not
+    sent. `only_changed`: just the modules whose weights adapters change (see `_changed`)."""
+    keep = _changed(scalings) if only_changed else None
+    held: dict[str, torch.Tensor] = {}
+    for raw, t in named:
+        name = hf_name(raw)
+        prefix = name[: name.rfind(".") + 1]
+        if ".lora_A." in name:
+            held[name.split("lora_A.")[0] + "A"] = t
+        elif ".lora_B." in name:
+            module = name.split("lora_B.")[0]
+            base, a = held.pop(module + "weight"), held.pop(module + "A")
+            delta = (t.float() @ a.float()) * scalings[module]
+            yield module + "weight", base.float() + delta
+        elif prefix in scalings and name.endswith(".weight"):
+            held[name] = t  # until its adapter arrives
+        elif keep is None or prefix in keep:
+            yield name, t

@@ -1,0 +1,244 @@
+"""The learner at scale, on tiny models: the chunked loss against the unchunked one, LoRA export and
+checkpoints against peft's own merge, bf16/checkpointing/8-bit settings, and a real 2-worker group
+(Ray actors + torch.distributed gloo, FSDP2 and DDP) against one worker on the same batches."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import ray
+import torch
+
+from trainer.config import RunConfig
+from trainer.learner import Learner
+from trainer.learner_group import LearnerGroup, check_resources
+from trainer.response_loss import ResponseLoss, collate
+from trainer.types import Sample
+
+
+def _samples(n: int = 8, seed: int = 0, vocab: int = 512, k: int = 6) -> list[Sample]:
+    """Random KD samples (and one SFT sample) of uneven lengths, teacher targets as the server sends them."""
+    r = random.Random(seed)
+    out = []
+    for i in range(n):
+        length, kind = r.randint(3, 14), "sft" if i == 3 else "kd"
+        ids = [r.sample(range(vocab), k) for _ in range(length)]
+        lps = [sorted((-r.random() * 6 for _ in range(k)), reverse=True) for _ in range(length)]
+        out.append(
+            Sample(
+                index=i,
+                method="test",
+                kind=kind,
+                prompt_ids=[r.randrange(vocab) for _ in range(r.randint(2, 9))],
+                response_ids=[r.randrange(vocab) for _ in range(length)],
+                teacher_topk_ids=ids if kind == "kd" else [],
+                teacher_topk_logprobs=lps if kind == "kd" else [],
+                weight_version=0,
+            )
+        )
+    return out
+
+
+def _cfg(**kw) -> RunConfig:
+    return RunConfig(batch_size=4, grad_accum=2, trainer_device="cpu", lr=1e-3, warmup_steps=0, **kw)
+
+
+# --- the chunked loss ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["forward_kl", "jsd"])
+def test_chunked_loss_gives_the_unchunked_losses_and_gradients(tiny_models, kind):
+    learner = Learner(_cfg(), tiny_models["student"])
+    batch = collate(_samples(), learner.pad_id)
+    results = []
+    for chunk in (0, 7):  # 7 does not divide the token count: a short last chunk
+        learner.lm.zero_grad()
+        losses = ResponseLoss(learner.lm, chunk_tokens=chunk, beta=0.3)(batch, kind)
+        losses.sum().backward()
+        results.append((losses.detach(), {n: p.grad.clone() for n, p in learner.lm.named_parameters()}))
+    (plain, plain_grads), (chunked, chunked_grads) = results
+    torch.testing.assert_close(chunked, plain, rtol=0, atol=1e-6)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(chunked_grads[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_chunked_loss_never_holds_whole_batch_logits(tiny_models):
+    """No tensor of [tokens, vocab] exists in forward or is kept for backward; unchunked, it does."""
+    learner = Learner(_cfg(), tiny_models["student"])
+    batch = collate(_samples(), learner.pad_id)
+    vocab, tokens = learner.lm.config.vocab_size, batch.num_tokens
+
+    def largest(chunk: int) -> int:
+        """Most rows of any [rows, vocab] tensor saved for backward."""
+        rows = [0]
+        weights = {p.untyped_storage().data_ptr() for p in learner.lm.parameters()}
+
+        def pack(t):
+            if t.dim() == 2 and t.shape[-1] == vocab and t.untyped_storage().data_ptr() not in weights:
+                rows.append(t.shape[0])
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            losses = ResponseLoss(learner.lm, chunk_tokens=chunk)(batch)
+        losses.sum().backward()
+        return max(rows)
+
+    assert largest(0) == tokens
+    assert largest(16) <= 16
+
+
+# --- precision, checkpointing, optimizers -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"learner_dtype": "bf16"},
+        {"gradient_checkpointing": True, "loss_chunk_tokens": 5},
+        {"optimizer": "adamw_8bit"},
+        {"lora_rank": 4, "learner_dtype": "bf16", "gradient_checkpointing": True, "loss_chunk_tokens": 5},
+    ],
+    ids=["bf16", "checkpointing+chunked", "adamw_8bit", "lora+all"],
+)
+def test_memory_settings_train_like_the_baseline_and_resume(tiny_models, tmp_path, settings):
+    base, other = Learner(_cfg(), tiny_models["student"]), Learner(_cfg(**settings), tiny_models["student"])
+    for seed in range(3):
+        want, got = base.train_step(_samples(seed=seed)), other.train_step(_samples(seed=seed))
+        tol = 0.02 if settings.get("learner_dtype") == "bf16" or "lora_rank" in settings else 1e-4
+        assert got["loss"] == pytest.approx(want["loss"], rel=tol)
+    kl = other.kl_to_teacher(_samples(seed=9))
+    assert kl < base.kl_to_teacher(_samples(seed=9)) * 1.5
+    path = other.save(tmp_path, {"extra": 1})
+    resumed = Learner(_cfg(**settings), tiny_models["student"], checkpoint=path)
+    assert resumed.load_state(path)["extra"] == 1 and resumed.step == 3
+    assert resumed.kl_to_teacher(_samples(seed=9)) == pytest.approx(kl, abs=1e-4)
+    after = [learner.train_step(_samples(seed=5))["loss"] for learner in (other, resumed)]
+    assert after[1] == pytest.approx(after[0], rel=1e-4)  # optimizer state came back too
+
+
+def test_bf16_keeps_fp32_master_weights_and_lora_freezes_a_bf16_base(tiny_models):
+    full = Learner(_cfg(learner_dtype="bf16"), tiny_models["student"])
+    assert {p.dtype for p in full.lm.parameters()} == {torch.float32}
+    lora = Learner(_cfg(learner_dtype="bf16", lora_rank=4), tiny_models["student"])
+    trainable = {n: p for n, p in lora.lm.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n and p.dtype == torch.float32 for n, p in trainable.items())
+    frozen = [p for p in lora.lm.parameters() if not p.requires_grad]
+    assert {p.dtype for p in frozen} == {torch.bfloat16}
+    state = lora.optimizer.state_dict()["param_groups"]
+    assert sum(len(g["params"]) for g in state) == len(trainable)
+
+
+# --- LoRA: what the actors get, what a checkpoint holds -----------------------------------------------------
+
+
+def _lora_learner(tiny_models, **kw) -> Learner:
+    learner = Learner(_cfg(lora_rank=4, lora_alpha=8, **kw), tiny_models["student"])
+    for _ in range(2):
+        learner.train_step(_samples(seed=_))
+    with torch.no_grad():  # B starts at zero: make every adapter visibly non-trivial
+        for n, p in learner.lm.named_parameters():
+            if "lora_B" in n:
+                p.add_(torch.randn_like(p) * 0.05)
+    return learner
+
+
+def test_lora_export_sends_peft_merged_weights_of_changed_modules_only(tiny_models):
+    learner = _lora_learner(tiny_models, lora_target_modules=["q_proj", "v_proj", "down_proj"])
+    sent = {k: v for b in learner.export_weights(torch.float32) for k, v in b["arrays"].items()}
+    import copy
+
+    reference = copy.deepcopy(learner.lm).merge_and_unload().state_dict()  # peft's own merge
+    # q and v carry adapters, k travels with them (vLLM loads q/k/v as one tensor); down_proj alone
+    layers = learner.lm.config.num_hidden_layers
+    expected = {
+        f"model.layers.{i}.{m}.weight"
+        for i in range(layers)
+        for m in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.down_proj")
+    }
+    assert set(sent) == expected
+    for name, array in sent.items():
+        torch.testing.assert_close(torch.from_numpy(array), reference[name], rtol=1e-5, atol=1e-6)
+
+
+def test_lora_checkpoint_is_a_merged_hf_model_plus_the_adapter(tiny_models, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    learner = _lora_learner(tiny_models)
+    path = learner.save(tmp_path, {})
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    with torch.no_grad():
+        want = learner.lm(ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(path)  # loads unchanged, as vLLM does
+        torch.testing.assert_close(merged(ids).logits, want, rtol=1e-4, atol=1e-4)
+        base = AutoModelForCausalLM.from_pretrained(tiny_models["student"])
+        adapter = PeftModel.from_pretrained(base, path / "adapter")
+        torch.testing.assert_close(adapter(ids).logits, want, rtol=1e-4, atol=1e-4)
+
+
+# --- bad input --------------------------------------------------------------------------------------------
+
+
+def test_impossible_learner_settings_fail_naming_the_fields():
+    with pytest.raises(ValueError, match=r"batch_size \(2\) < num_learner_workers \(4\)"):
+        RunConfig(num_learner_workers=4, batch_size=2)
+    with pytest.raises(ValueError, match="adamw_8bit with learner_backend=fsdp"):
+        RunConfig(num_learner_workers=2, optimizer="adamw_8bit")
+    RunConfig(num_learner_workers=2, optimizer="adamw_8bit", learner_backend="ddp")  # fine
+    cfg = RunConfig(num_learner_workers=3, learner_num_cpus=1, num_rollout_actors=1)
+    with pytest.raises(
+        ValueError, match=r"num_learner_workers \(3\) x learner_num_cpus .* more than the Ray"
+    ):
+        check_resources(cfg, {"CPU": 2.0})
+    check_resources(cfg, {"CPU": 4.0})
+    with pytest.raises(ValueError, match="learner_num_gpus"):
+        check_resources(RunConfig(num_learner_workers=2, learner_num_gpus=1), {"CPU": 8.0})
+
+
+# --- the distributed group --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(address="local", include_dashboard=False, num_cpus=4, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _weights(buckets) -> dict[str, torch.Tensor]:
+    parts = [ray.get(b) if isinstance(b, ray.ObjectRef) else b for b in buckets]
+    return {k: torch.from_numpy(v.copy()) for p in parts for k, v in p["arrays"].items()}
+
+
+@pytest.mark.parametrize("backend", ["fsdp", "ddp"])
+def test_two_workers_match_one_worker_on_the_same_batches(ray_cluster, tiny_models, tmp_path, backend):
+    """Same batches, fp32: the same parameters after 3 steps, the same losses, KL and exported weights;
+    a checkpoint written by the group resumes in a one-worker learner."""
+    cfg = _cfg(num_learner_workers=2, learner_backend=backend)
+    one, group = Learner(_cfg(), tiny_models["student"]), LearnerGroup(cfg, tiny_models["student"])
+    try:
+        for seed in range(3):
+            want, got = one.train_step(_samples(seed=seed)), group.train_step(_samples(seed=seed))
+            assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+            assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-4)
+        assert group.step == 3
+        assert group.kl_to_teacher(_samples(seed=9)) == pytest.approx(
+            one.kl_to_teacher(_samples(seed=9)), rel=1e-5
+        )
+        theirs, ours = (
+            _weights(group.weight_buckets(torch.float32)),
+            _weights(one.weight_buckets(torch.float32)),
+        )
+        assert theirs.keys() == ours.keys()
+        # AdamW turns float-rounding differences of near-zero gradients into updates of up to ~1e-5
+        # (it normalises them); the 3 steps themselves moved the weights by ~3e-3 (lr 1e-3)
+        for name in ours:
+            torch.testing.assert_close(theirs[name], ours[name], rtol=0, atol=5e-5, msg=name)
+        path = group.save(tmp_path, {"data": "x"})
+    finally:
+        group.shutdown()
+    resumed = Learner(_cfg(), tiny_models["student"], checkpoint=path)
+    assert resumed.load_state(path)["step"] == 3
+    loss_one, loss_resumed = (x.train_step(_samples(seed=4))["loss"] for x in (one, resumed))
+    assert loss_resumed == pytest.approx(loss_one, rel=1e-4)
