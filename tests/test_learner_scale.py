@@ -211,12 +211,18 @@ def _weights(buckets) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v.copy()) for p in parts for k, v in p["arrays"].items()}
 
 
-@pytest.mark.parametrize("backend", ["fsdp", "ddp"])
-def test_two_workers_match_one_worker_on_the_same_batches(ray_cluster, tiny_models, tmp_path, backend):
+@pytest.mark.parametrize(
+    "backend, settings",
+    [("fsdp", {}), ("ddp", {}), ("fsdp", {"lora_rank": 4})],
+    ids=["fsdp", "ddp", "fsdp+lora"],
+)
+def test_two_workers_match_one_worker_on_the_same_batches(
+    ray_cluster, tiny_models, tmp_path, backend, settings
+):
     """Same batches, fp32: the same parameters after 3 steps, the same losses, KL and exported weights;
     a checkpoint written by the group resumes in a one-worker learner."""
-    cfg = _cfg(num_learner_workers=2, learner_backend=backend)
-    one, group = Learner(_cfg(), tiny_models["student"]), LearnerGroup(cfg, tiny_models["student"])
+    cfg = _cfg(num_learner_workers=2, learner_backend=backend, **settings)
+    one, group = Learner(_cfg(**settings), tiny_models["student"]), LearnerGroup(cfg, tiny_models["student"])
     try:
         for seed in range(3):
             want, got = one.train_step(_samples(seed=seed)), group.train_step(_samples(seed=seed))
@@ -238,7 +244,7 @@ def test_two_workers_match_one_worker_on_the_same_batches(ray_cluster, tiny_mode
         path = group.save(tmp_path, {"data": "x"})
     finally:
         group.shutdown()
-    resumed = Learner(_cfg(), tiny_models["student"], checkpoint=path)
+    resumed = Learner(_cfg(**settings), tiny_models["student"], checkpoint=path)
     assert resumed.load_state(path)["step"] == 3
     loss_one, loss_resumed = (x.train_step(_samples(seed=4))["loss"] for x in (one, resumed))
     assert loss_resumed == pytest.approx(loss_one, rel=1e-4)

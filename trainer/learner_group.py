@@ -12,7 +12,6 @@ weights (as object-store buckets the actors fetch directly) and writes checkpoin
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -41,7 +40,7 @@ class LearnerWorker:
         from trainer.logs import configure
 
         configure(cfg.log_level)
-        os.environ.setdefault("OMP_NUM_THREADS", str(max(int(cfg.learner_num_cpus), 1)))
+        torch.set_num_threads(cfg.trainer_threads or max(int(cfg.learner_num_cpus), 1))  # its Ray CPUs
         cuda = cfg.learner_num_gpus > 0 and torch.cuda.is_available()
         device = torch.device("cuda", 0) if cuda else torch.device("cpu")  # Ray sets CUDA_VISIBLE_DEVICES
         if cuda:
