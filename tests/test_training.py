@@ -95,12 +95,14 @@ def test_resume_continues_at_the_right_step_and_data_position(
     assert moments["step"] == 5  # AdamW moments carried over, not restarted
 
 
-def test_low_memory_settings_run_end_to_end(ray_cluster, tiny_models, teacher_server, tmp_path):
-    """LoRA + bf16 + gradient checkpointing + chunked loss: actors get merged weights, eval runs, and the
-    checkpoint is a merged HF model plus the adapter."""
+@pytest.mark.parametrize("transport", ["merged", "adapter"])
+def test_low_memory_settings_run_end_to_end(ray_cluster, tiny_models, teacher_server, tmp_path, transport):
+    """LoRA + bf16 + gradient checkpointing + chunked loss: actors get merged weights (or the adapter, for
+    vLLM's LoRA), eval runs, and the checkpoint is a merged HF model plus the adapter."""
     out = tmp_path / "run"
     main(_base(tiny_models, teacher_server, out, steps=3, eval_every=3, checkpoint_every=3, lora_rank=8,
-               learner_dtype="bf16", gradient_checkpointing=True, loss_chunk_tokens=16))  # fmt: skip
+               learner_dtype="bf16", gradient_checkpointing=True, loss_chunk_tokens=16,
+               lora_transport=transport))  # fmt: skip
     records = _records(out)
     assert [r["step"] for r in records if "train/loss" in r] == [1, 2, 3]
     evals = [r for r in records if "eval/kl" in r]
@@ -151,6 +153,35 @@ def test_weight_push_changes_what_actors_generate(ray_cluster, tiny_models, teac
     with torch.no_grad():
         first = learner.lm(torch.tensor([prompts[0]])).logits[0, -1].argmax().item()
     assert after[0][0] == first
+    ray.kill(actor)
+
+
+@pytest.mark.parametrize("transport", ["merged", "adapter"])
+def test_a_lora_student_reaches_the_actors(ray_cluster, tiny_models, teacher_server, transport):
+    """Merged weights of the adapted modules, or the adapter into vLLM's LoRA: either way the engine
+    generates what the learner's LoRA model predicts."""
+    from ray.util.queue import Queue
+
+    from trainer.learner import Learner
+    from trainer.rollout import rollout_actor
+
+    cfg = RunConfig(student_dtype="float32", student_kv_cache_gib=0.25, max_new_tokens=12, max_prompt_len=32,
+                    lora_rank=8, lora_transport=transport)  # fmt: skip
+    actor = rollout_actor(cfg).remote(
+        cfg, str(tiny_models["student"]), [teacher_server.url], (Queue(), Queue()), 0, [2]
+    )
+    learner = Learner(cfg, tiny_models["student"])
+    with torch.no_grad():  # lora_B starts at zero: make the adapters change the model visibly
+        for name, p in learner.lm.named_parameters():
+            if "lora_B" in name:
+                p.add_(torch.randn_like(p) * 0.5)
+    prompts = [[5, 6, 7, 8], [9, 10, 11], [40, 41, 42, 43, 44]]
+    _, before = ray.get(actor.generate_greedy.remote(prompts, 4))
+    ray.get(actor.update_weights.remote(1, learner.export_weights(torch.float32), apply_now=True))
+    version, after = ray.get(actor.generate_greedy.remote(prompts, 4))
+    with torch.no_grad():
+        want = [learner.lm(torch.tensor([p])).logits[0, -1].argmax().item() for p in prompts]
+    assert version == 1 and [a[0] for a in after] == want and after != before
     ray.kill(actor)
 
 

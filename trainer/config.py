@@ -25,6 +25,8 @@ from pydantic_settings import (
 from trainer.methods import METHODS
 from trainer.types import LogLevel, LossKind, registered
 
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
+
 
 class _YamlFile(PydanticBaseSettingsSource):
     """The YAML file named by `config` in a higher-priority source (the command line)."""
@@ -183,6 +185,12 @@ class RunConfig(BaseSettings):
         default_factory=lambda: ["all-linear"],
         description="Modules given LoRA adapters ('all-linear': every linear layer but the head).",
     )
+    lora_transport: Literal["merged", "adapter"] = Field(
+        "merged",
+        description="How a LoRA student reaches the actors: merged (adapted modules' merged weights, "
+        "reloaded into plain engines) or adapter (vLLM LoRA: only the adapter travels, but vLLM-CPU then "
+        "generates 5-7x slower; see the README).",
+    )
     weight_bucket_mb: float = Field(
         128.0, gt=0, description="Weights travel to the actors in buckets of about this size."
     )
@@ -227,6 +235,11 @@ class RunConfig(BaseSettings):
             raise ValueError(
                 "optimizer=adamw_8bit with learner_backend=fsdp: bitsandbytes' 8-bit AdamW does not take "
                 "FSDP's sharded (DTensor) parameters; use learner_backend=ddp"
+            )
+        if self.lora_transport == "adapter" and not 0 < self.lora_rank <= VLLM_LORA_RANKS[-1]:
+            raise ValueError(
+                f"lora_transport=adapter needs 0 < lora_rank <= {VLLM_LORA_RANKS[-1]} (vLLM's largest), "
+                f"got lora_rank={self.lora_rank}"
             )
         return self
 

@@ -26,7 +26,7 @@ from trainer.config import RunConfig
 from trainer.response_loss import ResponseLoss, collate
 from trainer.student_model import ADAPTER_DIR, check_dtype_supported, load_student, make_optimizer, wrap
 from trainer.types import LossKind, Sample
-from trainer.weights import buckets, full_tensors, lora_scalings, merged
+from trainer.weights import adapter_bucket, buckets, full_tensors, lora_scalings, merged
 
 STATE_FILE = "trainer_state.pt"
 
@@ -163,9 +163,15 @@ class Learner:
         """The weights in the engine's dtype as packed buckets (`trainer.weights`), on rank 0 (the other
         ranks take part in gathering FSDP shards and yield nothing). Under LoRA only the modules adapters
         change: the engines' other weights are the frozen base they started from."""
+        if self.cfg.lora_transport == "adapter":
+            bucket = adapter_bucket(self.lm, full_tensors(self.loss_module), dtype)  # every rank gathers
+            yield from [bucket] if self.rank == 0 else []
+            return
         named = merged(
             full_tensors(self.loss_module), self.lora_scalings, only_changed=bool(self.lora_scalings)
         )
+        if getattr(self.lm.config, "tie_word_embeddings", False):  # vLLM loads the head from embed_tokens
+            named = ((n, t) for n, t in named if n != "lm_head.weight")
         if self.rank != 0:
             for _ in named:
                 pass

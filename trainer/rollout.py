@@ -18,11 +18,12 @@ import time
 from collections import defaultdict
 
 import numpy as np
+import ray
 
 from trainer.config import RunConfig
 from trainer.methods import METHODS, RolloutEnv, RolloutMethod, Sequence, Speculative
 from trainer.types import Prompt
-from trainer.weights import iter_tensors
+from trainer.weights import iter_tensors, unpack
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,12 @@ class RolloutWorker:
             return 0.0
         start = time.perf_counter()
         (version, parts), self.pending = self.pending, None
-        self.env.student.load_weights(iter_tensors(parts if isinstance(parts, list) else [parts]))
+        parts = parts if isinstance(parts, list) else [parts]
+        first = ray.get(parts[0]) if isinstance(parts[0], ray.ObjectRef) else parts[0]
+        if "adapter_config" in first:  # lora_transport=adapter
+            self.env.student.load_adapter(version, unpack(first), first["adapter_config"])
+        else:
+            self.env.student.load_weights(iter_tensors(parts))
         self.version = version
         self.stats["weight_loads"] += 1
         elapsed = time.perf_counter() - start
@@ -128,6 +134,7 @@ class RolloutWorker:
                 await self.samples.actor.put_nowait_batch.remote([s.sample(self.actor) for s in finished])
                 self.active = [s for s in self.active if not s.done]
                 self.stats["samples"] += len(finished)
+        self.env.student.close()
         return self.stats
 
     async def round(self) -> None:

