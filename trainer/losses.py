@@ -37,19 +37,9 @@ def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return (log_p.exp() * (log_p - log_q)).sum(-1)
 
 
-def sparse_kd_loss(
-    student_logits: torch.Tensor,
-    teacher_ids: torch.Tensor,
-    teacher_logprobs: torch.Tensor,
-    kind: LossKind = "forward_kl",
-    beta: float = 0.5,
-) -> torch.Tensor:
-    """Per-position divergence [N] between teacher top-k targets and the student's full distribution.
-
-    student_logits [N, V]; teacher_ids [N, k] (-1 pads); teacher_logprobs [N, k] (log-softmax, temperature 1).
-    """
-    student_logprobs = torch.log_softmax(student_logits.float(), dim=-1)
-    return sparse_kd_from_logprobs(student_logprobs, teacher_ids, teacher_logprobs, kind, beta)
+def sparse_kd_loss(student_logits: torch.Tensor, *targets, **options) -> torch.Tensor:
+    """`sparse_kd_from_logprobs` given the student's logits [N, V]."""
+    return sparse_kd_from_logprobs(torch.log_softmax(student_logits.float(), dim=-1), *targets, **options)
 
 
 def sparse_kd_from_logprobs(
@@ -59,7 +49,11 @@ def sparse_kd_from_logprobs(
     kind: LossKind = "forward_kl",
     beta: float = 0.5,
 ) -> torch.Tensor:
-    """`sparse_kd_loss` given the student's log-softmax [N, V] (computed once, shared with other losses)."""
+    """Per-position divergence [N] between teacher top-k targets and the student's full distribution.
+
+    student_logprobs [N, V] (log-softmax; computed once by the caller, which may share it with other losses);
+    teacher_ids [N, k] (-1 pads); teacher_logprobs [N, k] (log-softmax, temperature 1).
+    """
     mask = teacher_ids >= 0
     student_top = student_logprobs.gather(-1, teacher_ids.clamp(min=0))
     log_t = _with_tail(teacher_logprobs.float(), mask)
