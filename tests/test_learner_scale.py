@@ -250,3 +250,12 @@ def test_two_workers_match_one_worker_on_the_same_batches(
     assert resumed.load_state(path)["step"] == 3
     loss_one, loss_resumed = (x.train_step(_samples(seed=4))["loss"] for x in (one, resumed))
     assert loss_resumed == pytest.approx(loss_one, rel=1e-4)
+
+
+def test_more_learner_workers_than_the_machine_has_stop_the_job_before_any_work(tmp_path):
+    from trainer.main import main
+
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=r"invalid configuration: num_learner_workers \(64\)"):
+        main(["--num_learner_workers=64", "--batch_size=64", f"--output_dir={out}"])
+    assert not out.exists()  # nothing started, nothing written
