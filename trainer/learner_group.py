@@ -74,9 +74,6 @@ class LearnerWorker:
     def step(self) -> int:
         return self.learner.step
 
-    def stop(self) -> None:
-        torch.distributed.destroy_process_group()
-
 
 def check_resources(cfg: RunConfig, cluster: dict[str, float]) -> None:
     """Learner workers and rollout actors must fit the cluster: an error naming the fields otherwise."""
