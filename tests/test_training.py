@@ -95,14 +95,12 @@ def test_resume_continues_at_the_right_step_and_data_position(
     assert moments["step"] == 5  # AdamW moments carried over, not restarted
 
 
-@pytest.mark.parametrize("transport", ["merged", "adapter"])
-def test_low_memory_settings_run_end_to_end(ray_cluster, tiny_models, teacher_server, tmp_path, transport):
-    """LoRA + bf16 + gradient checkpointing + chunked loss: actors get merged weights (or the adapter, for
-    vLLM's LoRA), eval runs, and the checkpoint is a merged HF model plus the adapter."""
+def test_low_memory_settings_run_end_to_end(ray_cluster, tiny_models, teacher_server, tmp_path):
+    """LoRA + bf16 + gradient checkpointing + chunked loss: actors get merged weights, eval runs, and the
+    checkpoint is a merged HF model plus the adapter (the adapter transport: the LoRA test below)."""
     out = tmp_path / "run"
     main(_base(tiny_models, teacher_server, out, steps=3, eval_every=3, checkpoint_every=3, lora_rank=8,
-               learner_dtype="bf16", gradient_checkpointing=True, loss_chunk_tokens=16,
-               lora_transport=transport))  # fmt: skip
+               learner_dtype="bf16", gradient_checkpointing=True, loss_chunk_tokens=16))  # fmt: skip
     records = _records(out)
     assert [r["step"] for r in records if "train/loss" in r] == [1, 2, 3]
     evals = [r for r in records if "eval/kl" in r]
