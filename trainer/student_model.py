@@ -77,12 +77,10 @@ def wrap(module: ResponseLoss, cfg: RunConfig, device: torch.device, world_size:
 
         ids = [device.index] if device.type == "cuda" else None
         return DistributedDataParallel(module.to(device), device_ids=ids)
+    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    mesh_device = device.type
-    from torch.distributed.device_mesh import init_device_mesh
-
-    mesh = init_device_mesh(mesh_device, (world_size,))
+    mesh = init_device_mesh(device.type, (world_size,))
     for layer in decoder_layers(module.lm):
         fully_shard(layer, mesh=mesh)
     fully_shard(module, mesh=mesh)  # the root: embeddings, final norm and (tied) head
