@@ -259,3 +259,13 @@ def test_more_learner_workers_than_the_machine_has_stop_the_job_before_any_work(
     with pytest.raises(SystemExit, match=r"invalid configuration: num_learner_workers \(64\)"):
         main(["--num_learner_workers=64", "--batch_size=64", f"--output_dir={out}"])
     assert not out.exists()  # nothing started, nothing written
+
+
+def test_resuming_with_another_lora_setting_is_refused(tiny_models, tmp_path):
+    from trainer.main import main
+
+    learner = Learner(_cfg(lora_rank=4), tiny_models["student"])
+    learner.train_step(_samples())
+    learner.save(tmp_path / "run" / "checkpoints", {})
+    with pytest.raises(SystemExit, match="was trained with LoRA; resume with its lora_rank"):
+        main([f"--output_dir={tmp_path / 'run'}", "--resume", f"--student_model={tiny_models['student']}"])

@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     from trainer.learner import latest_checkpoint
     from trainer.logs import configure
     from trainer.report import MetricsLog, write_report
+    from trainer.student_model import ADAPTER_DIR
     from trainer.teacher_service import TeacherError, teacher_service
 
     configure(cfg.log_level)
@@ -348,6 +349,9 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint = latest_checkpoint(out / "checkpoints") if cfg.resume else None
     if cfg.resume and checkpoint is None:
         raise SystemExit(f"--resume: no checkpoint in {out / 'checkpoints'}")
+    if checkpoint is not None and (checkpoint / ADAPTER_DIR).is_dir() != (cfg.lora_rank > 0):
+        trained = "with" if cfg.lora_rank == 0 else "without"
+        raise SystemExit(f"--resume: {checkpoint} was trained {trained} LoRA; resume with its lora_rank")
     if not cfg.resume and (out / "metrics.jsonl").exists():
         raise SystemExit(
             f"{out} already holds a run; pass --resume to continue it or choose another output_dir"
