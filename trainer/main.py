@@ -356,6 +356,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(
             f"{out} already holds a run; pass --resume to continue it or choose another output_dir"
         )
+    if address := cfg.ray_address or os.environ.get("RAY_ADDRESS"):
+        _probe(address)  # a wrong address fails here, before the teacher starts
     check_learner(cfg)
     teacher_path, student_path = resolve_models(cfg)
     out.mkdir(parents=True, exist_ok=True)
