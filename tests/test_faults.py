@@ -182,15 +182,22 @@ def test_preflight_passes_on_the_real_teacher_and_names_each_failure(tiny_models
 
 
 def test_preflight_stops_a_job_on_disagreeing_replicas(tiny_models, teacher_server, tmp_path):
-    """A job given a teacher and a server of another model (same vocabulary) stops before any work."""
+    """A job given a teacher and a server of another model (same vocabulary) stops before any work: before
+    connecting to Ray (its address answers TCP, which the early address check needs, but is no Ray head)."""
     from tests.conftest import Server
     from trainer.main import main
 
     log = tmp_path / "other.log"
     with Server(tiny_models["student"], log) as other, pytest.raises(SystemExit, match="'replicas_agree'"):
-        main([f"--teacher_model={tiny_models['teacher']}", f"--student_model={tiny_models['student']}",
-              f"--teacher_urls=[{teacher_server.url},{other.url}]", f"--output_dir={tmp_path / 'run'}",
-              "--ray_address=127.0.0.1:9"])  # fmt: skip
+        main(
+            [
+                f"--teacher_model={tiny_models['teacher']}",
+                f"--student_model={tiny_models['student']}",
+                f"--teacher_urls=[{teacher_server.url},{other.url}]",
+                f"--output_dir={tmp_path / 'run'}",
+                f"--ray_address=127.0.0.1:{teacher_server.port}",  # reachable, but not Ray
+            ]
+        )
 
 
 # --- data and outputs ------------------------------------------------------------------------------------
