@@ -1,7 +1,8 @@
 """`python -m rollout_server --model PATH [...]`: serve a teacher model over HTTP (see --help).
 
 Impossible settings end the process before it serves, with one line on stderr and exit code 2 (no
-traceback): invalid option values, a model config that cannot be read, a --max-model-len the model cannot
+traceback): invalid option values, a --model that is neither a directory nor a hub id found on the hub or in
+its cache (shared/hub.py), a model config that cannot be read, a --max-model-len the model cannot
 serve, settings the engine refuses while starting (a KV cache too small for one --max-model-len sequence:
 the engine process logs its own error first). The engine is started before the HTTP server binds.
 """
@@ -18,7 +19,7 @@ from uvicorn._compat import asyncio_run
 
 from rollout_server.app import create_app
 from rollout_server.config import ServerConfig
-from rollout_server.engine import ConfigError, TeacherEngine, check_config
+from rollout_server.engine import ConfigError, TeacherEngine, check_config, resolve_model_option
 from shared import reaper
 
 
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        config = resolve_model_option(config)  # a hub id becomes its local snapshot, once, before the engine
         check_config(config)
     except ConfigError as e:
         _fail(str(e))

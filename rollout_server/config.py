@@ -19,7 +19,11 @@ class ServerConfig(BaseSettings):
         protected_namespaces=(),
     )
 
-    model: str = Field(description="Teacher: a Hugging Face model directory (or hub id where reachable).")
+    model: str = Field(
+        description="Teacher: a Hugging Face model directory, or a hub id org/name[@revision] (downloaded, "
+        "or read from the HF cache when the hub is offline or unreachable; HF_HOME, HF_HUB_OFFLINE, HF_TOKEN "
+        "apply)."
+    )
     served_model_name: str | None = Field(None, description="Name reported to clients (default: --model).")
     host: str = Field("127.0.0.1", description="Bind address; use 0.0.0.0 only behind a trusted network.")
     port: int = Field(8000, ge=0, le=65535)

@@ -81,6 +81,24 @@ def _model_limits(config: ServerConfig) -> tuple[int | None, int | None]:
     return getattr(hf, "max_position_embeddings", None), getattr(hf, "vocab_size", None)
 
 
+def resolve_model_option(config: ServerConfig) -> ServerConfig:
+    """`config` with --model as a local directory (a hub id `org/name[@revision]` resolved by
+    `shared.hub.resolve_model`: downloaded, or from the HF cache when offline), so vLLM and transformers never
+    reach for the hub themselves; clients still see the name given (--served-model-name defaults to it).
+    A local directory comes back unchanged, so resolving twice costs nothing."""
+    from shared.hub import resolve_model
+
+    try:
+        path = str(resolve_model(config.model))
+    except ValueError as e:
+        raise ConfigError(f"--model: {' '.join(str(e).split())}") from None
+    if path == config.model:
+        return config
+    return config.model_copy(
+        update={"model": path, "served_model_name": config.served_model_name or config.model}
+    )
+
+
 def check_config(config: ServerConfig) -> None:
     """Raise ConfigError for settings the engine cannot serve, before it starts (a clear line, not a
     traceback from inside the engine)."""
@@ -141,6 +159,7 @@ class TeacherEngine:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        config = resolve_model_option(config)  # a no-op after __main__ resolved it
         # The engine serves one token more than clients may send: every verification samples one
         # (discarded) token after context + draft, which vLLM counts against its limit.
         engine_len = _engine_max_len(config)

@@ -20,16 +20,18 @@ from trainer.tasks import (
 )
 
 
-# The hub test runs first: HF_HUB_OFFLINE is read when huggingface_hub is first imported (transformers
-# imports it in the encode_prompt tests below).
 @pytest.mark.parametrize("spec", ["gsm8k", "dialogsum", "flores:eng_Latn-deu_Latn"])
 def test_hub_without_network_is_a_clear_error(spec, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    import datasets
+    import huggingface_hub
+
+    # read from the environment when first imported (maybe by an earlier test): set them where they live
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     start = time.monotonic()
     with pytest.raises(RuntimeError, match=r"(datasets|hub).*:PATH"):
         load_examples(spec, split="eval")
-    assert time.monotonic() - start < 60
+    assert time.monotonic() - start < 10
 
 
 # --- embedded set -----------------------------------------------------------------------------------------
@@ -118,7 +120,7 @@ def test_dialogsum_sample():
     e = examples[1]
     assert e.prompt.startswith("Summarize the dialogue") and "flickers" in e.prompt
     assert e.reference.startswith("#Person1# returns a flickering lamp")
-    assert score_response(e, e.reference) == {"exact_match": 1.0, "token_f1": 1.0}
+    assert score_response(e, e.reference) == {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0}
 
 
 def test_flores_sample(tmp_path):
@@ -127,7 +129,12 @@ def test_flores_sample(tmp_path):
     e = examples[0]
     assert e.prompt == "Translate from English to German.\n\nThe library opens at nine o'clock every morning."
     assert e.reference == "Die Bibliothek öffnet jeden Morgen um neun Uhr."
-    assert e.meta == {"source_lang": "eng_Latn", "target_lang": "deu_Latn"}
+    assert e.meta == {
+        "source_lang": "eng_Latn",
+        "target_lang": "deu_Latn",
+        "source": e.prompt.split("\n\n")[1],
+    }
+    assert score_response(e, e.reference) == {}  # scored as a corpus (tests/test_task_metrics.py)
     # explicit direction keys override the key order
     path = tmp_path / "rev.jsonl"
     row = {"sentence_eng_Latn": "Hello.", "sentence_deu_Latn": "Hallo.", "source_lang": "deu_Latn"}
@@ -258,9 +265,14 @@ def test_score_gsm8k():
 
 def test_score_chat():
     e = Example(prompt="Capital of France?", reference="Paris.")
-    assert score_response(e, "  paris ") == {"exact_match": 1.0, "token_f1": 1.0}
-    s = score_response(e, "It is Paris")
-    assert s["exact_match"] == 0.0 and s["token_f1"] == pytest.approx(0.5)
+    assert score_response(e, "  paris ") == {"exact_match": 1.0, "rouge1": 1.0, "rouge2": 0.0, "rougeL": 1.0}
+    s = score_response(e, "It is Paris")  # 1 of 3 response words, the 1 reference word: F1 = 2 * 1/3 / (4/3)
+    assert s == {
+        "exact_match": 0.0,
+        "rouge1": pytest.approx(0.5),
+        "rouge2": 0.0,
+        "rougeL": pytest.approx(0.5),
+    }
     assert score_response(Example(prompt="Write a poem."), "Roses...") == {}
 
 

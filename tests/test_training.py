@@ -109,6 +109,45 @@ def test_low_memory_settings_run_end_to_end(ray_cluster, tiny_models, teacher_se
     assert (final / "model.safetensors").exists() and (final / "adapter" / "adapter_config.json").exists()
 
 
+def test_a_new_users_first_run(ray_cluster, tiny_models, teacher_server, tmp_path, monkeypatch):
+    """A JSONL of chat messages, models named by hub id (an offline HF cache), the run in TensorBoard and
+    MLflow, ROUGE-L in the report, checkpoints rotated."""
+    import huggingface_hub
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+
+    from tests.hub_cache import make_hub_cache
+    from tests.test_bring_your_own import chat_jsonl
+
+    for role in ("teacher", "student"):
+        make_hub_cache(tiny_models[role], tmp_path / "hub", f"skd-test/{role}")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    out = tmp_path / "run"
+    main(_base(tiny_models, teacher_server, out, teacher_model="skd-test/teacher",
+               student_model="skd-test/student@main", train_data=chat_jsonl(tmp_path / "chat.jsonl"), steps=2,
+               eval_every=2, eval_at_start=False, checkpoint_every=1, save_total_limit=1, num_eval_prompts=4,
+               report_to="[tensorboard,mlflow]", run_name="first-run"))  # fmt: skip
+    records = _records(out)
+    last_eval = [r for r in records if "eval/kl" in r][-1]
+    assert 0 <= last_eval["eval/rougeL"] <= 1 and "eval/rouge1" in last_eval  # chat references -> ROUGE
+    assert "rougeL" in (out / "report.md").read_text()
+    # every value in metrics.jsonl is in TensorBoard's event files, at its step
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    for key in ("train/loss", "eval/rougeL", "eval/acceptance"):
+        want = {r["step"]: r[key] for r in records if key in r}
+        got = {e.step: e.tensor_proto.double_val[0] for e in acc.Tensors(key)}
+        assert got == want, key
+    # and in the MLflow file store, under the run name and the project
+    client = MlflowClient(tracking_uri=f"file:{out / 'mlruns'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("skd").experiment_id])
+    assert run.info.run_name == "first-run" and run.data.params["train_data"].endswith("chat.jsonl")
+    history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "train/loss")}
+    assert history == {r["step"]: r["train/loss"] for r in records if "train/loss" in r}
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_000002"]  # save_total_limit=1
+
+
 @pytest.mark.parametrize("method", ["on_policy", "teacher_sampling", "supervised_kd", "sft", "mixed"])
 def test_each_method_runs(ray_cluster, tiny_models, teacher_server, tmp_path, method):
     data = tmp_path / "train.jsonl"

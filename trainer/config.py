@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from trainer.methods import METHODS
+from trainer.tasks import TASKS
 from trainer.types import LogLevel, LossKind, registered
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
@@ -64,11 +65,15 @@ class RunConfig(BaseSettings):
         "probability mixed_lambda, else skd).",
     )
     teacher_model: str = Field(
-        "default", description="HF model dir of the teacher; 'default' = SmolLM2-135M-Instruct (offline)."
+        "default",
+        description="The teacher: a Hugging Face model dir or hub id 'org/name[@revision]' (resolved through "
+        "the HF cache; HF_HOME, HF_HUB_OFFLINE, HF_TOKEN honoured); 'default' = SmolLM2-135M-Instruct "
+        "(embedded, offline).",
     )
     student_model: str = Field(
         "default",
-        description="HF model dir of the student; 'default' = the teacher pruned to every n-th layer.",
+        description="The student: a model dir or hub id 'org/name[@revision]'; 'default' = the teacher "
+        "pruned to every n-th layer.",
     )
     prune_keep_every: int = Field(
         2, ge=1, description="Default student: keep teacher layers 0, n, 2n, ... + last."
@@ -95,11 +100,39 @@ class RunConfig(BaseSettings):
     # --- data ---------------------------------------------------------------------------------------
     train_data: str = Field(
         "embedded",
-        description="'embedded' (shipped prompt set), a .jsonl file (prompt, optional reference), or a "
-        "registered task (trainer/tasks): 'humaneval', 'gsm8k' | 'dialogsum' | 'flores:SRC-TGT' from the "
-        "hub, or TASK:PATH for a local JSONL in the task's row format.",
+        description="'embedded' (shipped prompt set); a local .jsonl/.json/.parquet/.csv file or a "
+        "save_to_disk directory; a hub dataset 'org/name[:config]'; or a registered task (trainer/tasks): "
+        "'humaneval', 'gsm8k' | 'dialogsum' | 'flores:SRC-TGT' from the hub, TASK:PATH for a local file in "
+        "the task's row format. Rows: prompt-only, prompt-completion or conversational (messages).",
     )
-    eval_data: str = Field("embedded", description="Held-out prompts, same forms as train_data.")
+    eval_data: str | None = Field(
+        None,
+        description="Held-out prompts, same forms as train_data. Unset: train_data's eval split (embedded, "
+        "tasks, eval_split of a dataset); a source without one (a single file) gives num_eval_prompts of "
+        "its rows, held out from training.",
+    )
+    eval_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Hold out this fraction of train_data's rows for evaluation (eval_data must be unset).",
+    )
+    train_split: str = Field("train", description="Split of a hub dataset / saved DatasetDict to train on.")
+    eval_split: str = Field("test", description="Split of a hub dataset / saved DatasetDict to evaluate on.")
+    prompt_column: str | None = Field(
+        None,
+        description="Column holding the prompt (a string, or chat turns); unset: 'prompt', else 'messages'.",
+    )
+    reference_column: str | None = Field(
+        None,
+        description="Column holding the reference response (a string, or chat turns ending with the "
+        "assistant's); unset: 'completion', else 'reference', else the last assistant turn of 'messages'.",
+    )
+    task: Annotated[str, AfterValidator(registered(TASKS, "task"))] = Field(
+        "chat",
+        description="Task of generic rows without a 'task' column: picks the metric (chat: exact match + "
+        "ROUGE; summarization: ROUGE; translation: chrF++ + BLEU; arithmetic; gsm8k).",
+    )
     num_eval_prompts: int = Field(16, ge=1)
     max_prompt_len: int = Field(
         256, ge=8, description="Prompts are truncated from the left to this many tokens."
@@ -199,7 +232,37 @@ class RunConfig(BaseSettings):
     # --- evaluation, checkpoints, output -------------------------------------------------------------
     eval_every: int = Field(15, ge=1, description="Evaluate every n steps (and at step 0 and the end).")
     eval_at_start: bool = Field(True, description="Evaluate the initial student (the baseline).")
+    comet_model: str | None = Field(
+        None,
+        description="Also score translations with this COMET model (e.g. Unbabel/wmt22-comet-da or a local "
+        "checkpoint; needs `pip install 'skd[comet]'`).",
+    )
     checkpoint_every: int = Field(50, ge=1)
+    save_total_limit: int | None = Field(
+        None, ge=1, description="Keep only the newest n checkpoints (older ones deleted); unset: keep all."
+    )
+    report_to: list[Literal["tensorboard", "mlflow", "wandb", "trackio"]] = Field(
+        default_factory=list,
+        description="Experiment trackers that get every metrics.jsonl value and the config: any of "
+        "tensorboard (output_dir/tensorboard), mlflow ($MLFLOW_TRACKING_URI, else output_dir/mlruns), wandb "
+        "(WANDB_MODE=offline works without a server), trackio. E.g. --report_to=[tensorboard,mlflow].",
+    )
+    run_name: str | None = Field(None, description="Run name in the trackers (default: output_dir's name).")
+    project: str = Field("skd", description="Tracker project / MLflow experiment.")
+    push_to_hub: bool = Field(
+        False,
+        description="At the end, upload the final student and a model card with the run's metrics to "
+        "hub_model_id (checked before any work: fails at once when the hub or a token is missing).",
+    )
+    hub_model_id: str | None = Field(
+        None, description="Hub repo for push_to_hub ('org/name' or 'name'; default: output_dir's name)."
+    )
+    hub_private: bool = Field(False, description="push_to_hub creates a private repo.")
+    dry_run: bool = Field(
+        False,
+        description="Print the resolved config, the models, the data sizes and the plan, then exit "
+        "(starts no teacher, no Ray, trains nothing).",
+    )
     output_dir: Path = Field(Path("outputs/skd-default"), description="Checkpoints, metrics, plots, report.")
     resume: bool = Field(False, description="Continue from the last checkpoint in output_dir.")
     cache_dir: Path | None = Field(
@@ -236,6 +299,8 @@ class RunConfig(BaseSettings):
                 "optimizer=adamw_8bit with learner_backend=fsdp: bitsandbytes' 8-bit AdamW does not take "
                 "FSDP's sharded (DTensor) parameters; use learner_backend=ddp"
             )
+        if self.eval_fraction > 0 and self.eval_data is not None:
+            raise ValueError("eval_fraction holds out rows of train_data: leave eval_data unset, or drop it")
         if self.lora_transport == "adapter" and not 0 < self.lora_rank <= VLLM_LORA_RANKS[-1]:
             raise ValueError(
                 f"lora_transport=adapter needs 0 < lora_rank <= {VLLM_LORA_RANKS[-1]} (vLLM's largest), "

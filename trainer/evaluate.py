@@ -17,7 +17,7 @@ from shared.protocol import ScoreItem, ScoreRequest, ServerInfo, TeacherTargets
 from shared.skd import in_top_k
 from trainer.config import RunConfig
 from trainer.learner import Learner
-from trainer.tasks import Example, score_response, summarize_scores
+from trainer.tasks import Example, score_set
 from trainer.types import Sample
 
 
@@ -79,7 +79,7 @@ class Evaluator:
         version, greedy = ray.get(self.actor().generate_greedy.remote(self.prompts, self.cfg.max_new_tokens))
         targets = asyncio.run(self._teacher_targets(greedy))
         texts = [self.learner.tokenizer.decode(r, skip_special_tokens=True) for r in greedy]
-        task = summarize_scores([score_response(ex, t) for ex, t in zip(self.examples, texts)])
+        task = score_set(self.examples, texts, comet_model=getattr(self.cfg, "comet_model", None))
         return {
             "eval/acceptance": acceptance,
             "eval/greedy_acceptance": greedy_acceptance(targets, self.cfg.top_k, self.vocab_size),

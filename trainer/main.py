@@ -8,7 +8,8 @@ that cluster. The parts, each in its own module and none aware of this one:
 - models                  the embedded default teacher and the pruned student
 - teacher_service         the teacher: given URLs, or a `python -m rollout_server` it starts and stops
 - preflight               checks on a probe before any work: templates, a sane teacher, replicas agree
-- prompts, tasks          prompts tokenised with the chat template; task loaders and metrics
+- prompts, tasks          prompts tokenised with the chat template; data loading (files, hub
+                          datasets, chat rows), held-out split, task metrics
 - feeder.PromptFeeder     the prompt stream -> the actors' prompt queue (exact resume)
 - rollout.RolloutGroup    Ray actors with vLLM student engines running a method (methods.METHODS)
 - buffer.SampleBuffer     the actors' sample queue -> fresh batches (stale samples dropped and counted)
@@ -18,8 +19,11 @@ that cluster. The parts, each in its own module and none aware of this one:
 - evaluate.Evaluator      held-out acceptance rate, KL and task metric
 - timing.PhaseTimer       where the wall time goes (busy / waiting for samples)
 - report                  metrics.jsonl, plots, report.md
+- tracking.Trackers       the same records to TensorBoard / MLflow / wandb / trackio (`report_to`)
+- dry_run, hub_push       `--dry_run`'s report; `push_to_hub` (access checked first, model card at the end)
 
-`setup` wires them into a `Run`; `train` drives it in one loop; `main` does the rest.
+Models are named as directories or hub ids (shared.hub, as the teacher server resolves them). `setup` wires
+the parts into a `Run`; `train` drives it in one loop; `main` does the rest.
 """
 
 from __future__ import annotations
@@ -105,8 +109,12 @@ class Run:
         )
 
     def checkpoint(self) -> Path:
+        from trainer.learner import rotate_checkpoints
+
         state = {"data": self.feeder.state(), "dropped": self.buffer.dropped}
-        return self.learner.save(self.out / "checkpoints", state)
+        path = self.learner.save(self.out / "checkpoints", state)
+        rotate_checkpoints(self.out / "checkpoints", self.cfg.save_total_limit)
+        return path
 
     def log_step(self, stats: dict, batch: list, timer: PhaseTimer) -> None:
         """One metrics record per step; `perf/time_<phase>_s` is the wall time since the previous record."""
@@ -147,8 +155,11 @@ class Run:
         self.learner.shutdown()
 
 
-def setup(cfg: RunConfig, out: Path, student_path: Path, checkpoint: Path | None, urls, info) -> Run:
-    """Build every component and start the actors (resumed weights are pushed before their first round)."""
+def setup(
+    cfg: RunConfig, out: Path, student_path: Path, checkpoint: Path | None, urls, info, trackers=None
+) -> Run:
+    """Build every component and start the actors (resumed weights are pushed before their first round).
+    `trackers` (trainer.tracking.Trackers) get every metrics record too."""
     from ray.util.queue import Queue
 
     from trainer.buffer import SampleBuffer
@@ -174,9 +185,8 @@ def setup(cfg: RunConfig, out: Path, student_path: Path, checkpoint: Path | None
         sample_queue, cfg.max_staleness, lambda s: feeder.done(s.position), state.get("dropped", 0)
     )
     evaluator = Evaluator(lambda: rollout.actors[0], urls, learner, eval_examples, eval_prompts, cfg, info)
-    run = Run(
-        cfg, out, learner, feeder, rollout, buffer, evaluator, MetricsLog(out / "metrics.jsonl"), prompt_queue
-    )
+    log = MetricsLog(out / "metrics.jsonl", sinks=[trackers] if trackers else [])
+    run = Run(cfg, out, learner, feeder, rollout, buffer, evaluator, log, prompt_queue)
     if checkpoint:
         if dropped := run.log.keep_until(learner.step):
             logger.info("resuming at step %d: dropped %d later metrics lines", learner.step, dropped)
@@ -229,18 +239,31 @@ def train(run: Run) -> dict:
 
 
 def resolve_models(cfg: RunConfig) -> tuple[Path, Path]:
+    """Local dirs of the teacher and the student: the embedded defaults, model dirs, or hub ids
+    `org/name[@revision]` resolved through the Hugging Face cache (shared.hub, as the teacher server does)."""
+    from shared.hub import resolve_model
     from trainer.models import ensure_default_teacher, ensure_pruned_student
 
-    teacher = (
-        ensure_default_teacher(cfg.cache_dir) if cfg.teacher_model == "default" else Path(cfg.teacher_model)
-    )
+    def resolve(role: str, name: str) -> Path:
+        try:
+            path = resolve_model(name)
+        except ValueError as e:
+            if role == "teacher" and cfg.teacher_urls:
+                return Path(name)  # served elsewhere: its tokenizer is compared only where it is at hand
+            raise SystemExit(f"{role}_model: {e}") from None
+        if not (path / "config.json").exists():
+            where = name if str(path) == name else f"{name} ({path})"
+            raise SystemExit(f"{role}_model {where} is not a Hugging Face model directory (no config.json)")
+        return path
+
+    if cfg.teacher_model == "default":
+        teacher = ensure_default_teacher(cfg.cache_dir)
+    else:
+        teacher = resolve("teacher", cfg.teacher_model)
     if cfg.student_model == "default":
         student = ensure_pruned_student(teacher, cfg.prune_keep_every, cfg.cache_dir)
     else:
-        student = Path(cfg.student_model)
-    for role, path in (("teacher", teacher), ("student", student)):
-        if not (path / "config.json").exists() and not (role == "teacher" and cfg.teacher_urls):
-            raise SystemExit(f"{role}_model {path} is not a Hugging Face model directory (no config.json)")
+        student = resolve("student", cfg.student_model)
     return teacher, student
 
 
@@ -343,8 +366,14 @@ def main(argv: list[str] | None = None) -> None:
     from trainer.report import MetricsLog, write_report
     from trainer.student_model import ADAPTER_DIR
     from trainer.teacher_service import TeacherError, teacher_service
+    from trainer.tracking import Trackers, check_available
 
     configure(cfg.log_level)
+    if cfg.dry_run:
+        from trainer.dry_run import describe
+
+        print(describe(cfg, *resolve_models(cfg), cfg.teacher_model, cfg.student_model), end="")
+        return
     out = Path(cfg.output_dir)
     checkpoint = latest_checkpoint(out / "checkpoints") if cfg.resume else None
     if cfg.resume and checkpoint is None:
@@ -359,11 +388,26 @@ def main(argv: list[str] | None = None) -> None:
     if address := cfg.ray_address or os.environ.get("RAY_ADDRESS"):
         _probe(address)  # a wrong address fails here, before the teacher starts
     check_learner(cfg)
+    try:
+        check_available(cfg.report_to)
+    except ValueError as e:
+        raise SystemExit(f"invalid configuration: {e}") from None
+    if cfg.push_to_hub:
+        check_push(cfg)
     teacher_path, student_path = resolve_models(cfg)
     out.mkdir(parents=True, exist_ok=True)
     _exit_on_sigterm()
+    trackers = Trackers(
+        cfg.report_to,
+        output_dir=out,
+        config=cfg.model_dump(mode="json"),
+        run_name=cfg.run_name,
+        project=cfg.project,
+        resume=checkpoint is not None,
+        start_step=int(checkpoint.name.removeprefix("step_")) if checkpoint else 0,
+    )
     try:
-        with teacher_service(cfg, teacher_path, out / "teacher_server.log") as (urls, info):
+        with trackers, teacher_service(cfg, teacher_path, out / "teacher_server.log") as (urls, info):
             check_compatible(teacher_path, student_path, info, cfg)
             if cfg.preflight:
                 from trainer.preflight import run_checks
@@ -372,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
             connect_ray(cfg)
             _exit_on_sigterm()  # again: ray.init installs its own bare sys.exit handler
             check_learner(cfg, ray_resources())
-            run = setup(cfg, out, student_path, checkpoint, urls, info)
+            run = setup(cfg, out, student_path, checkpoint, urls, info, trackers)
             try:
                 summary = train(run)
             except TeacherUnavailable as e:  # raised between steps: the state is consistent
@@ -382,12 +426,51 @@ def main(argv: list[str] | None = None) -> None:
                 run.shutdown()
     except TeacherError as e:
         raise SystemExit(f"teacher: {e}") from None
-    report = write_report(out, cfg.model_dump(mode="json"), MetricsLog(out / "metrics.jsonl").read(), summary)
+    records = MetricsLog(out / "metrics.jsonl").read()
+    report = write_report(out, cfg.model_dump(mode="json"), records, summary)
     logger.info("done: %s", report)
+    if cfg.push_to_hub:
+        push(cfg, Path(summary["final_checkpoint"]), records)
 
 
-if __name__ == "__main__":
+def hub_repo(cfg: RunConfig) -> str:
+    return cfg.hub_model_id or Path(cfg.output_dir).resolve().name
+
+
+def check_push(cfg: RunConfig) -> None:
+    """push_to_hub fails here, before any work, when the hub, a token or the repo is not usable."""
+    from trainer.hub_push import check_hub_access
+
+    try:
+        check_hub_access(hub_repo(cfg), None)
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
+
+
+def push(cfg: RunConfig, checkpoint: Path, records: list[dict]) -> None:
+    """The final student and a model card with the last held-out metrics, to hub_model_id."""
+    from trainer.hub_push import model_card, push_checkpoint
+
+    metrics = {k: v for r in records if "eval/kl" in r for k, v in r.items() if k.startswith("eval/")}
+    config = cfg.model_dump(mode="json")
+    embedded = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded defaults are made from
+    student = embedded if cfg.student_model == "default" else cfg.student_model
+    teacher = embedded if cfg.teacher_model == "default" else cfg.teacher_model
+    card = model_card(hub_repo(cfg), student, teacher, cfg.method, metrics, config)
+    try:
+        url = push_checkpoint(checkpoint, hub_repo(cfg), None, card, private=cfg.hub_private)
+    except RuntimeError as e:
+        raise SystemExit(f"{e} (the checkpoint is kept at {checkpoint}; upload it by hand)") from None
+    logger.info("pushed the student to %s", url)
+
+
+def cli() -> None:
+    """`skd-train`: the console script (same as `python trainer/main.py`)."""
     from shared import reaper
 
     reaper.start()  # the job's own processes die with it, however it dies
     main()
+
+
+if __name__ == "__main__":
+    cli()

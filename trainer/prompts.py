@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trainer.config import RunConfig
-from trainer.tasks import Example, encode_prompt, load_examples
+from trainer.tasks import Columns, DataOptions, Example, NoEvalSplit, encode_prompt, hold_out, load_examples
 from trainer.types import Prompt
 
 
@@ -20,12 +20,52 @@ def encode(index: int, example: Example, tokenizer, cfg: RunConfig) -> Prompt:
     return Prompt(index=index, prompt_ids=ids, reference_ids=ref)
 
 
+def data_options(cfg: RunConfig) -> DataOptions:
+    columns = Columns(prompt=cfg.prompt_column, reference=cfg.reference_column, task=cfg.task)
+    return DataOptions(columns=columns, train_split=cfg.train_split, eval_split=cfg.eval_split)
+
+
+def load_examples_for(cfg: RunConfig) -> tuple[list[Example], list[Example], str]:
+    """(train examples, held-out examples, where the held-out ones come from).
+
+    eval_data given: its eval split (a single file: all of it). Unset: `eval_fraction` of train_data held
+    out, else train_data's own eval split, else (a source without one) num_eval_prompts rows held out.
+    """
+    options = data_options(cfg)
+    train = load_examples(cfg.train_data, split="train", options=options)
+    if cfg.eval_data is not None:
+        try:
+            evals = load_examples(cfg.eval_data, split="eval", options=options)
+        except NoEvalSplit:  # one file named as eval data: all of it
+            evals = load_examples(cfg.eval_data, split="train", options=options)
+        origin = cfg.eval_data
+    elif cfg.eval_fraction > 0:
+        train, evals = _hold_out(cfg, train, max(1, round(cfg.eval_fraction * len(train))))
+        origin = f"{cfg.eval_fraction:.0%} of {cfg.train_data}, held out"
+    else:
+        try:
+            evals = load_examples(cfg.train_data, split="eval", options=options)
+            origin = f"{cfg.train_data} (eval split)"
+        except NoEvalSplit:
+            train, evals = _hold_out(cfg, train, cfg.num_eval_prompts)
+            origin = f"{cfg.num_eval_prompts} rows of {cfg.train_data}, held out (set eval_data to choose)"
+    return train, evals[: cfg.num_eval_prompts], origin
+
+
+def _hold_out(cfg: RunConfig, train: list[Example], n: int) -> tuple[list[Example], list[Example]]:
+    try:
+        return hold_out(train, n, cfg.seed)
+    except ValueError as e:
+        raise SystemExit(
+            f"train_data {cfg.train_data}: {e}; set eval_data, or lower num_eval_prompts / eval_fraction"
+        ) from None
+
+
 def load_prompts(
     cfg: RunConfig, tokenizer, needs_reference: bool
 ) -> tuple[list[Prompt], list[Example], list[list[int]]]:
     """(training prompts, held-out examples, their prompt ids)."""
-    train = load_examples(cfg.train_data, split="train")
-    evals = load_examples(cfg.eval_data, split="eval", limit=cfg.num_eval_prompts)
+    train, evals, _ = load_examples_for(cfg)
     missing = [i for i, ex in enumerate(train) if needs_reference and not ex.reference]
     if missing:
         raise SystemExit(f"method {cfg.method} needs references; {len(missing)} train prompts have none")

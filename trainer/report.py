@@ -20,14 +20,19 @@ PLOTS = {
 
 
 class MetricsLog:
-    def __init__(self, path: Path):
+    """metrics.jsonl, and the same records to each sink (experiment trackers: `sink.log(step, values)`)."""
+
+    def __init__(self, path: Path, sinks: list | None = None):
         self.path = path
+        self.sinks = sinks or []
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, step: int, values: dict) -> None:
         record = {"step": step, "time": time.time(), **values}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        for sink in self.sinks:
+            sink.log(step, values)
 
     def keep_until(self, step: int) -> int:
         """Drop the records after `step`, and a line cut short by a kill: a run resumed from the checkpoint

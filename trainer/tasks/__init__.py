@@ -1,10 +1,13 @@
 """Tasks: the data the trainer distils on and the metrics it reports. Everything works offline.
 
 - registry   `Task` (prompt format, row parser, hub source, metric), `Example`, `TASKS`, `register`
-- builtin    chat, arithmetic, gsm8k, dialogsum, flores, humaneval
-- loading    `load_examples(spec, split=, limit=)`: embedded set, generic JSONL, `TASK[:CONFIG|:PATH]`
+- builtin    chat, arithmetic, summarization, translation, gsm8k, dialogsum, flores, humaneval
+- rows       generic rows (prompt-only, prompt-completion, conversational) -> `Example`
+- loading    `load_examples(spec, split=, limit=, options=)`: embedded set, local files and saved datasets,
+             hub datasets, `TASK[:CONFIG|:PATH]`; `hold_out`
 - encoding   `encode_prompt`: chat template + left truncation
-- metrics    `score_response` (the task's metric), `summarize_scores`
+- metrics    `score_set` (a held-out set's task metrics: per-response means, corpus BLEU/chrF++),
+             `score_response` (the task's metric on one response), `summarize_scores`
 - humaneval, sandbox   HumanEval's loader and test programs; isolated execution of generated code
 
 A new task: a row parser and one `register(Task(...))` (see builtin.py).
@@ -13,24 +16,40 @@ A new task: a row parser and one `register(Task(...))` (see builtin.py).
 from trainer.tasks import builtin as _builtin  # noqa: F401  (registers the built-in tasks)
 from trainer.tasks.encoding import encode_prompt
 from trainer.tasks.humaneval import program as humaneval_program
-from trainer.tasks.loading import PROMPT_SETS, SAMPLES, load_examples, spec_forms
-from trainer.tasks.metrics import score_response, summarize_scores
-from trainer.tasks.registry import TASKS, Example, HubSource, Row, Split, Task, register
+from trainer.tasks.loading import (
+    PROMPT_SETS,
+    SAMPLES,
+    DataOptions,
+    NoEvalSplit,
+    hold_out,
+    load_examples,
+    spec_forms,
+)
+from trainer.tasks.metrics import score_response, score_set, summarize_scores
+from trainer.tasks.registry import TASKS, ChatTurn, Example, HubSource, Row, Split, Task, register
+from trainer.tasks.rows import Columns, row_to_example
 
 __all__ = [
     "PROMPT_SETS",
     "SAMPLES",
     "TASKS",
+    "ChatTurn",
+    "Columns",
+    "DataOptions",
     "Example",
     "HubSource",
+    "NoEvalSplit",
     "Row",
     "Split",
     "Task",
     "encode_prompt",
+    "hold_out",
     "humaneval_program",
     "load_examples",
     "register",
+    "row_to_example",
     "score_response",
+    "score_set",
     "spec_forms",
     "summarize_scores",
 ]

