@@ -28,6 +28,7 @@ the parts into a `Run`; `train` drives it in one loop; `main` does the rest.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import signal
@@ -369,11 +370,6 @@ def main(argv: list[str] | None = None) -> None:
     from trainer.tracking import Trackers, check_available
 
     configure(cfg.log_level)
-    if cfg.dry_run:
-        from trainer.dry_run import describe
-
-        print(describe(cfg, *resolve_models(cfg), cfg.teacher_model, cfg.student_model), end="")
-        return
     out = Path(cfg.output_dir)
     checkpoint = latest_checkpoint(out / "checkpoints") if cfg.resume else None
     if cfg.resume and checkpoint is None:
@@ -392,9 +388,16 @@ def main(argv: list[str] | None = None) -> None:
         check_available(cfg.report_to)
     except ValueError as e:
         raise SystemExit(f"invalid configuration: {e}") from None
+    if cfg.comet_model and importlib.util.find_spec("comet") is None:
+        raise SystemExit("invalid configuration: comet_model needs unbabel-comet: pip install 'skd[comet]'")
     if cfg.push_to_hub:
         check_push(cfg)
     teacher_path, student_path = resolve_models(cfg)
+    if cfg.dry_run:  # after every check a real run makes before its work, so it shows what would stop it
+        from trainer.dry_run import describe
+
+        print(describe(cfg, teacher_path, student_path, cfg.teacher_model, cfg.student_model), end="")
+        return
     out.mkdir(parents=True, exist_ok=True)
     _exit_on_sigterm()
     trackers = Trackers(
