@@ -34,20 +34,10 @@ def _offline(home: Path) -> dict[str, str]:
 
 
 def chat_jsonl(path: Path, n: int = 24) -> Path:
-    """Multi-turn conversations; the last assistant turn is the reference."""
-    rows = [
-        {
-            "messages": [
-                {"role": "system", "content": "Answer in a few words."},
-                {"role": "user", "content": f"Describe item {i}."},
-                {"role": "assistant", "content": f"Item {i} is a small box."},
-                {"role": "user", "content": f"Summarise item {i} again."},
-                {"role": "assistant", "content": f"A small box, number {i}."},
-            ]
-        }
-        for i in range(n)
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    """A JSONL of multi-turn conversations (tests/test_datasets.py's rows)."""
+    from tests.test_datasets import chat_rows
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in chat_rows(n)))
     return path
 
 

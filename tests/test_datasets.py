@@ -14,18 +14,24 @@ from trainer.config import RunConfig
 from trainer.prompts import load_examples_for
 from trainer.tasks import Columns, DataOptions, NoEvalSplit, encode_prompt, load_examples, row_to_example
 
-CHAT = [
-    {
-        "messages": [
-            {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": f"Say {i}."},
-            {"role": "assistant", "content": f"{i}."},
-            {"role": "user", "content": f"And twice {i}?"},
-            {"role": "assistant", "content": f"{2 * i}."},
-        ]
-    }
-    for i in range(6)
-]
+
+def chat_rows(n: int) -> list[dict]:
+    """Multi-turn conversations with a system turn; the last assistant turn is the reference."""
+    return [
+        {
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "user", "content": f"Say {i}."},
+                {"role": "assistant", "content": f"{i}."},
+                {"role": "user", "content": f"And twice {i}?"},
+                {"role": "assistant", "content": f"{2 * i}."},
+            ]
+        }
+        for i in range(n)
+    ]
+
+
+CHAT = chat_rows(6)
 
 
 @pytest.fixture(autouse=True)

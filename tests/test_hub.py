@@ -47,6 +47,13 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
     return {**env, "HF_HOME": str(home), "HF_HUB_DISABLE_TELEMETRY": "1", **extra}
 
 
+def _offline_python(code: str, home: Path) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter (huggingface_hub reads its environment at import) with HF_HUB_OFFLINE."""
+    env = _env(home, HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=120)  # fmt: skip
+
+
 def resolve(name: str, env: dict[str, str]) -> tuple[int, str, float]:
     """(exit code, the path or the ValueError's message, seconds) of resolve_model in a fresh process."""
     code = (
@@ -84,14 +91,7 @@ def test_cache_layout_reads_back_with_huggingface_hub_and_transformers(hf_home):
         f"    'vocab': AutoConfig.from_pretrained({REPO!r}).vocab_size,\n"
         f"    'tokens': len(AutoTokenizer.from_pretrained({REPO!r}))}}))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=_env(home, HF_HUB_OFFLINE="1"),
-        cwd=ROOT,
-        timeout=120,
-    )
+    proc = _offline_python(code, home)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["warnings"] == [] and out["repo"] == REPO
@@ -203,14 +203,7 @@ def test_server_resolves_a_hub_id_and_keeps_its_name(hf_home):
         "print(c.model)\nprint(c.served_model_name)\n"
         "print(resolve_model_option(c) is c)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=_env(home, HF_HUB_OFFLINE="1"),
-        cwd=ROOT,
-        timeout=120,
-    )
+    proc = _offline_python(code, home)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == [snapshot_dir(home, commits[1]), REPO + "@main", "True"]
 
