@@ -142,7 +142,8 @@ def test_teacher_healthcheck_follows_teacher_port_and_restarts_a_dead_engine():
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Health)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    pid1 = subprocess.Popen(["sleep", "60"])
+    # SIGINT as PID 1 gets it: default action, even where the suite runs as a background job (ignored there)
+    pid1 = subprocess.Popen(["sleep", "60"], preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         check = [sys.executable, "-c", script.replace("os.kill(1,", f"os.kill({pid1.pid},")]
         for answer, healthy in [

@@ -36,28 +36,46 @@ def model_summary(path: Path) -> str:
 
 def describe(cfg: RunConfig, teacher: Path, student: Path, teacher_name: str, student_name: str) -> str:
     """The dry-run report (see the module docstring)."""
-    from transformers import AutoTokenizer
+    from trainer.prompts import load_examples_for
 
-    from trainer.methods import METHODS
-    from trainer.prompts import encode, load_examples_for
-
+    train, evals, origin = load_examples_for(cfg)
     config = json.dumps(cfg.model_dump(mode="json"), indent=2, default=str)
-    lines = ["# SKD dry run (nothing started)", "", "## Config", "", config, "", "## Models", ""]
+    lines = ["# SKD dry run (nothing started)", "", "## Config", "", config, ""]
+    lines += _models(cfg, teacher, student, teacher_name, student_name)
+    lines += _data(cfg, student, train, evals, origin)
+    lines += _plan(cfg, len(train), len(evals))
+    return "\n".join(lines) + "\n"
+
+
+def _models(cfg: RunConfig, teacher: Path, student: Path, teacher_name: str, student_name: str) -> list[str]:
     teacher_line = f"- teacher: {teacher_name} -> {teacher}"
     if cfg.teacher_urls:
         teacher_line = f"- teacher: served at {', '.join(cfg.teacher_urls)} (model {teacher_name})"
     if (teacher / "config.json").is_file():
         teacher_line += f" ({model_summary(teacher)})"
-    lines += [teacher_line, f"- student: {student_name} -> {student} ({model_summary(student)})", ""]
+    return [
+        "## Models",
+        "",
+        teacher_line,
+        f"- student: {student_name} -> {student} ({model_summary(student)})",
+        "",
+    ]
 
-    train, evals, origin = load_examples_for(cfg)
+
+def _data(cfg: RunConfig, student: Path, train: list, evals: list, origin: str) -> list[str]:
+    """Rows, references, prompt lengths in the student's tokens (untruncated) and the held-out source."""
+    from transformers import AutoTokenizer
+
+    from trainer.methods import METHODS
+    from trainer.prompts import encode
+
     tokenizer = AutoTokenizer.from_pretrained(student)
-    lengths = [len(encode(i, ex, tokenizer, cfg.model_copy(update={"max_prompt_len": 10**9})).prompt_ids)
-               for i, ex in enumerate(train)]  # fmt: skip
+    whole = cfg.model_copy(update={"max_prompt_len": 10**9})
+    lengths = [len(encode(i, ex, tokenizer, whole).prompt_ids) for i, ex in enumerate(train)]
     truncated = sum(n > cfg.max_prompt_len for n in lengths)
     with_ref = sum(ex.reference is not None for ex in train)
     tasks = sorted({ex.task for ex in train})
-    lines += [
+    lines = [
         "## Data",
         "",
         f"- train: {len(train):,} rows from {cfg.train_data} (tasks: {', '.join(tasks)}; "
@@ -65,31 +83,33 @@ def describe(cfg: RunConfig, teacher: Path, student: Path, teacher_name: str, st
         f"- prompt tokens: mean {sum(lengths) / max(len(lengths), 1):.0f}, max {max(lengths, default=0)}; "
         f"{truncated:,} longer than max_prompt_len={cfg.max_prompt_len} (cut from the left)",
         f"- held out: {len(evals):,} rows from {origin}",
-        "",
     ]
-    method = METHODS[cfg.method](cfg)
-    if method.needs_reference and with_ref < len(train):
-        lines += [
-            f"- WARNING: method {cfg.method} needs references; {len(train) - with_ref} rows have none",
-            "",
-        ]
+    if METHODS[cfg.method].needs_reference and with_ref < len(train):
+        lines.append(
+            f"- WARNING: method {cfg.method} needs references; {len(train) - with_ref} rows have none"
+        )
+    return [*lines, ""]
+
+
+def _plan(cfg: RunConfig, num_train: int, num_eval: int) -> list[str]:
     per_step = cfg.batch_size * cfg.grad_accum
     evaluations = (cfg.steps // cfg.eval_every) + int(cfg.eval_at_start) + int(cfg.steps % cfg.eval_every > 0)
     checkpoints = -(-cfg.steps // cfg.checkpoint_every)
     kept = min(checkpoints, cfg.save_total_limit or checkpoints)
     learner = f"{cfg.num_learner_workers} x {cfg.learner_backend}" if cfg.num_learner_workers > 1 else "1"
     lora = f", LoRA r={cfg.lora_rank} ({cfg.lora_transport})" if cfg.lora_rank else ""
-    lines += [
+    teacher = "at " + ", ".join(cfg.teacher_urls) if cfg.teacher_urls else "started by the job"
+    lines = [
         "## Plan",
         "",
         f"- method {cfg.method}: K={cfg.top_k}, gamma={cfg.gamma}, loss {cfg.loss}",
         f"- {cfg.steps} optimizer steps x {per_step} sequences = {cfg.steps * per_step:,} sequences "
-        f"({cfg.steps * per_step / max(len(train), 1):.2f} epochs), up to {per_step * cfg.max_new_tokens:,} "
+        f"({cfg.steps * per_step / max(num_train, 1):.2f} epochs), up to {per_step * cfg.max_new_tokens:,} "
         "response tokens per step",
         f"- rollout: {cfg.num_rollout_actors} actor(s) x {cfg.max_inflight_per_actor} sequences in flight; "
-        f"teacher {'at ' + ', '.join(cfg.teacher_urls) if cfg.teacher_urls else 'started by the job'}",
+        f"teacher {teacher}",
         f"- learner: {learner} worker(s), {cfg.learner_dtype}, {cfg.optimizer}, lr {cfg.lr:g}{lora}",
-        f"- {evaluations} evaluations on {len(evals)} held-out prompts; {checkpoints} checkpoints, "
+        f"- {evaluations} evaluations on {num_eval} held-out prompts; {checkpoints} checkpoints, "
         f"{kept} kept (save_total_limit={cfg.save_total_limit})",
         f"- outputs: {cfg.output_dir}; trackers: {', '.join(cfg.report_to) or 'none'}",
     ]
@@ -97,4 +117,4 @@ def describe(cfg: RunConfig, teacher: Path, student: Path, teacher_name: str, st
         lines.append(
             f"- push_to_hub: the final checkpoint to {cfg.hub_model_id or Path(cfg.output_dir).name}"
         )
-    return "\n".join(lines) + "\n"
+    return lines

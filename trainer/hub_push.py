@@ -151,6 +151,14 @@ def model_card(
         f"| student (base) | `{_cell(base_model)}` |",
         *(f"| {k} | {_cell(_number(config[k]))} |" for k in CARD_CONFIG_KEYS if k in config),
         "",
+        *_usage(repo_id, lora=bool(config.get("lora_rank"))),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _usage(repo_id: str, lora: bool) -> list[str]:
+    """The model card's "Usage" section: loading with transformers (and the adapter of a LoRA run)."""
+    lines = [
         "## Usage",
         "",
         "```python",
@@ -163,13 +171,13 @@ def model_card(
         "print(tokenizer.decode(model.generate(inputs, max_new_tokens=64)[0], skip_special_tokens=True))",
         "```",
     ]
-    if config.get("lora_rank"):
+    if lora:
         lines += [
             "",
             "The weights above have the LoRA adapter merged in; the adapter alone is in `adapter/` "
             f'(`PeftModel.from_pretrained(base, "{repo_id}", subfolder="adapter")`).',
         ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def push_checkpoint(

@@ -246,6 +246,11 @@ def resolve_models(cfg: RunConfig) -> tuple[Path, Path]:
     from trainer.models import ensure_default_teacher, ensure_pruned_student
 
     def resolve(role: str, name: str) -> Path:
+        local = Path(name).expanduser()
+        if (local.is_absolute() or name.startswith((".", "~"))) and not local.is_dir():
+            if role == "teacher" and cfg.teacher_urls:
+                return local
+            raise SystemExit(f"{role}_model {name} is not a Hugging Face model directory (no such directory)")
         try:
             path = resolve_model(name)
         except ValueError as e:
@@ -362,36 +367,14 @@ def _exit_on_sigterm() -> None:
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     from shared.client import TeacherUnavailable
-    from trainer.learner import latest_checkpoint
     from trainer.logs import configure
     from trainer.report import MetricsLog, write_report
-    from trainer.student_model import ADAPTER_DIR
     from trainer.teacher_service import TeacherError, teacher_service
-    from trainer.tracking import Trackers, check_available
+    from trainer.tracking import Trackers
 
     configure(cfg.log_level)
     out = Path(cfg.output_dir)
-    checkpoint = latest_checkpoint(out / "checkpoints") if cfg.resume else None
-    if cfg.resume and checkpoint is None:
-        raise SystemExit(f"--resume: no checkpoint in {out / 'checkpoints'}")
-    if checkpoint is not None and (checkpoint / ADAPTER_DIR).is_dir() != (cfg.lora_rank > 0):
-        trained = "with" if cfg.lora_rank == 0 else "without"
-        raise SystemExit(f"--resume: {checkpoint} was trained {trained} LoRA; resume with its lora_rank")
-    if not cfg.resume and (out / "metrics.jsonl").exists():
-        raise SystemExit(
-            f"{out} already holds a run; pass --resume to continue it or choose another output_dir"
-        )
-    if address := cfg.ray_address or os.environ.get("RAY_ADDRESS"):
-        _probe(address)  # a wrong address fails here, before the teacher starts
-    check_learner(cfg)
-    try:
-        check_available(cfg.report_to)
-    except ValueError as e:
-        raise SystemExit(f"invalid configuration: {e}") from None
-    if cfg.comet_model and importlib.util.find_spec("comet") is None:
-        raise SystemExit("invalid configuration: comet_model needs unbabel-comet: pip install 'skd[comet]'")
-    if cfg.push_to_hub:
-        check_push(cfg)
+    checkpoint = check_before_work(cfg, out)
     teacher_path, student_path = resolve_models(cfg)
     if cfg.dry_run:  # after every check a real run makes before its work, so it shows what would stop it
         from trainer.dry_run import describe
@@ -434,6 +417,38 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("done: %s", report)
     if cfg.push_to_hub:
         push(cfg, Path(summary["final_checkpoint"]), records)
+
+
+def check_before_work(cfg: RunConfig, out: Path) -> Path | None:
+    """What would stop the run later stops it now, with one line: a resume without (or with a mismatched)
+    checkpoint, a used output_dir, a wrong Ray address, learner settings this machine cannot run, a
+    missing tracker or COMET package, push_to_hub without a usable hub. Returns the checkpoint to resume."""
+    from trainer.learner import latest_checkpoint
+    from trainer.student_model import ADAPTER_DIR
+    from trainer.tracking import check_available
+
+    checkpoint = latest_checkpoint(out / "checkpoints") if cfg.resume else None
+    if cfg.resume and checkpoint is None:
+        raise SystemExit(f"--resume: no checkpoint in {out / 'checkpoints'}")
+    if checkpoint is not None and (checkpoint / ADAPTER_DIR).is_dir() != (cfg.lora_rank > 0):
+        trained = "with" if cfg.lora_rank == 0 else "without"
+        raise SystemExit(f"--resume: {checkpoint} was trained {trained} LoRA; resume with its lora_rank")
+    if not cfg.resume and (out / "metrics.jsonl").exists():
+        raise SystemExit(
+            f"{out} already holds a run; pass --resume to continue it or choose another output_dir"
+        )
+    if address := cfg.ray_address or os.environ.get("RAY_ADDRESS"):
+        _probe(address)  # a wrong address fails here, before the teacher starts
+    check_learner(cfg)
+    try:
+        check_available(cfg.report_to)
+    except ValueError as e:
+        raise SystemExit(f"invalid configuration: {e}") from None
+    if cfg.comet_model and importlib.util.find_spec("comet") is None:
+        raise SystemExit("invalid configuration: comet_model needs unbabel-comet: pip install 'skd[comet]'")
+    if cfg.push_to_hub:
+        check_push(cfg)
+    return checkpoint
 
 
 def hub_repo(cfg: RunConfig) -> str:
