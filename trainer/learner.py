@@ -253,16 +253,20 @@ class Learner:
         return {k: v for k, v in state.items() if k != "optimizer"}
 
 
+def complete_checkpoints(directory: Path) -> list[Path]:
+    """The finished checkpoints in `directory`, oldest first (a half-written one has no state file yet)."""
+    return sorted(p for p in directory.glob("step_*") if (p / STATE_FILE).exists())
+
+
 def latest_checkpoint(directory: Path) -> Path | None:
-    found = sorted(p for p in directory.glob("step_*") if (p / STATE_FILE).exists())
+    found = complete_checkpoints(directory)
     return found[-1] if found else None
 
 
 def rotate_checkpoints(directory: Path, keep: int | None) -> list[Path]:
     """Delete all but the newest `keep` complete checkpoints (None: keep all); returns what was deleted.
     The newest is always kept, so `--resume` finds it; half-written ones are not counted or touched."""
-    found = sorted(p for p in directory.glob("step_*") if (p / STATE_FILE).exists())
-    old = found[:-keep] if keep else []
+    old = complete_checkpoints(directory)[:-keep] if keep else []
     for path in old:
         shutil.rmtree(path)
     return old
