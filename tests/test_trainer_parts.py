@@ -11,8 +11,9 @@ import pytest
 
 from tests.conftest import ROOT
 from trainer.config import RunConfig, parse_args
-from trainer.methods import METHODS, ON_POLICY_K, Method, Speculative, SupervisedKD
+from trainer.methods import METHODS, ON_POLICY_K, Method, Sequence, Speculative, SupervisedKD
 from trainer.timing import PhaseTimer
+from trainer.types import Prompt
 
 # --- methods ------------------------------------------------------------------------------------------------
 
@@ -24,7 +25,23 @@ def test_registry_declares_what_each_method_needs_and_yields():
     assert {n for n, m in METHODS.items() if m.sample_kind == "sft"} == {"sft"}
     cfg = RunConfig(top_k=7)
     assert METHODS["skd"](cfg).top_k == 7 and METHODS["on_policy"](cfg).top_k == ON_POLICY_K
-    assert METHODS["skd"](cfg).draft_len(40) == cfg.gamma and METHODS["on_policy"](cfg).draft_len(40) == 40
+    seq = Sequence(Prompt(index=0, prompt_ids=[1]), METHODS["skd"](cfg), 0, response=[7] * 24)  # 40 left
+    assert METHODS["skd"](cfg).draft_len(seq) == cfg.gamma and METHODS["on_policy"](cfg).draft_len(seq) == 40
+
+
+def test_adaptive_gamma_follows_each_sequences_acceptance():
+    fixed = METHODS["skd"](RunConfig(gamma=5))
+    assert [fixed.next_gamma(5, 5, a) for a in (0, 5)] == [5, 5]
+    skd = METHODS["skd"](RunConfig(gamma=5, adaptive_gamma=True, gamma_max=8))
+    assert skd.next_gamma(5, 5, 5) == 7 and skd.next_gamma(7, 7, 7) == 8  # whole draft kept: +2, capped
+    assert skd.next_gamma(5, 5, 4) == 4 and skd.next_gamma(1, 1, 0) == 1  # a rejection: -1, at least 1
+    seq = Sequence(Prompt(index=0, prompt_ids=[1]), skd, 0, gamma=7, response=[7] * 60)  # 4 left
+    assert skd.draft_len(seq) == 4
+    with pytest.raises(ValueError, match="gamma_max"):
+        RunConfig(gamma=20, adaptive_gamma=True)
+    with pytest.raises(ValueError, match="overlap_groups"):
+        RunConfig(overlap_groups=5, max_inflight_per_actor=4)
+    assert RunConfig(gamma=5, adaptive_gamma=True, gamma_max=16).longest_draft == 16
 
 
 def test_mixed_hands_sequences_to_supervised_kd_or_skd():

@@ -193,6 +193,44 @@ def test_weight_push_changes_what_actors_generate(ray_cluster, tiny_models, teac
     ray.kill(actor)
 
 
+def test_adaptive_gamma_and_overlap_lanes_commit_the_same_text(ray_cluster, tiny_models, teacher_server):
+    """Greedy student and teacher make SKD deterministic, and with no bonus token the committed text does
+    not depend on how it is cut into rounds: fixed gamma in one lane, adaptive gamma in two overlapping
+    lanes and in three give the same responses; adaptive gamma changes only how much is drafted."""
+    from ray.util.queue import Queue
+
+    from trainer.rollout import rollout_actor
+
+    prompts = [Prompt(index=i, prompt_ids=[5 + i, 60 + 3 * i, 7, 200 - i]) for i in range(6)]
+    adaptive = {"adaptive_gamma": True, "gamma_max": 9}
+    settings = {
+        "fixed": {},
+        "adaptive, 2 lanes": {**adaptive, "overlap_groups": 2},
+        "adaptive, 3 lanes": {**adaptive, "overlap_groups": 3},
+    }
+    responses, drafted = {}, {}
+    for name, kw in settings.items():
+        cfg = RunConfig(student_dtype="float32", student_kv_cache_gib=0.25, max_new_tokens=24,
+                        max_prompt_len=32, student_temperature=0, teacher_temperature=0, top_k=100,
+                        max_inflight_per_actor=6, **kw)  # fmt: skip
+        prompt_q, sample_q = Queue(), Queue()
+        prompt_q.put_nowait_batch(prompts)
+        actor = rollout_actor(cfg).remote(
+            cfg, str(tiny_models["student"]), [teacher_server.url], (prompt_q, sample_q), 0, []
+        )
+        run = actor.run.remote()
+        samples = sorted((sample_q.get(timeout=120) for _ in prompts), key=lambda s: s.index)
+        ray.get(actor.stop.remote())
+        stats = ray.get(run)
+        responses[name] = [s.response_ids for s in samples]
+        drafted[name] = sum(s.num_drafted for s in samples)
+        assert stats["samples"] == len(prompts) and all(len(r) == 24 for r in responses[name])
+        assert 0 < sum(s.num_accepted for s in samples) < drafted[name]  # accepted and replaced tokens
+        ray.kill(actor)
+    assert responses["adaptive, 2 lanes"] == responses["fixed"] == responses["adaptive, 3 lanes"]
+    assert drafted["adaptive, 2 lanes"] != drafted["fixed"]
+
+
 @pytest.mark.parametrize("transport", ["merged", "adapter"])
 def test_a_lora_student_reaches_the_actors(ray_cluster, tiny_models, teacher_server, transport):
     """Merged weights of the adapted modules, or the adapter into vLLM's LoRA: either way the engine

@@ -100,10 +100,12 @@ class RunConfig(BaseSettings):
     # --- data ---------------------------------------------------------------------------------------
     train_data: str = Field(
         "embedded",
-        description="'embedded' (shipped prompt set); a local .jsonl/.json/.parquet/.csv file or a "
-        "save_to_disk directory; a hub dataset 'org/name[:config]'; or a registered task (trainer/tasks): "
-        "'humaneval', 'gsm8k' | 'dialogsum' | 'flores:SRC-TGT' from the hub, TASK:PATH for a local file in "
-        "the task's row format. Rows: prompt-only, prompt-completion or conversational (messages).",
+        description="'embedded' (shipped prompt set: chat + arithmetic) or 'short_answers' (shipped: "
+        "capitals, plurals, opposites, ...; scored by answer_match); a local .jsonl/.json/.parquet/.csv "
+        "file or a save_to_disk directory; a hub dataset 'org/name[:config]'; or a registered task "
+        "(trainer/tasks): 'humaneval', 'gsm8k' | 'dialogsum' | 'flores:SRC-TGT' from the hub, TASK:PATH for "
+        "a local file in the task's row format. Rows: prompt-only, prompt-completion or conversational "
+        "(messages).",
     )
     eval_data: str | None = Field(
         None,
@@ -142,7 +144,16 @@ class RunConfig(BaseSettings):
 
     # --- SKD ----------------------------------------------------------------------------------------
     top_k: int = Field(25, ge=0, description="Teacher acceptance set size K (the paper's 25).")
-    gamma: int = Field(5, ge=1, description="Draft tokens proposed per verification round.")
+    gamma: int = Field(
+        5, ge=1, description="Draft tokens proposed per verification round (adaptive: the first)."
+    )
+    adaptive_gamma: bool = Field(
+        False,
+        description="Per sequence, from its live acceptance: after a round whose whole draft was kept "
+        "gamma += 2, else gamma -= 1, within [1, gamma_max] (transformers' assisted-generation heuristic). "
+        "Speed only: with no bonus token the committed tokens' distribution does not depend on gamma.",
+    )
+    gamma_max: int = Field(16, ge=1, description="adaptive_gamma: the longest draft.")
     num_logprobs: int = Field(20, ge=1, description="Teacher top-k log-probs per position used as targets.")
     student_temperature: float = Field(0.5, ge=0, description="Student drafting temperature (paper: 0.5).")
     student_top_p: float = Field(0.5, gt=0, le=1, description="Student drafting top-p (paper: 0.5).")
@@ -158,6 +169,12 @@ class RunConfig(BaseSettings):
     # --- rollout actors -------------------------------------------------------------------------------
     num_rollout_actors: int = Field(1, ge=1)
     max_inflight_per_actor: int = Field(16, ge=1, description="Sequences each actor keeps in flight.")
+    overlap_groups: int = Field(
+        1,
+        ge=1,
+        description="Split an actor's sequences in flight into this many groups, each advanced by its own "
+        "loop, so the student drafts for one group while the teacher verifies another (1: no overlap).",
+    )
     actor_num_cpus: float = Field(1.0, ge=0, description="Ray CPUs reserved per actor.")
     actor_num_gpus: float = Field(0.0, ge=0, description="Ray GPUs per actor (student engine).")
     student_dtype: str = Field("bfloat16", description="dtype of the actors' vLLM student engines.")
@@ -299,6 +316,13 @@ class RunConfig(BaseSettings):
                 "optimizer=adamw_8bit with learner_backend=fsdp: bitsandbytes' 8-bit AdamW does not take "
                 "FSDP's sharded (DTensor) parameters; use learner_backend=ddp"
             )
+        if self.adaptive_gamma and self.gamma > self.gamma_max:
+            raise ValueError(f"adaptive_gamma starts at gamma ({self.gamma}) > gamma_max ({self.gamma_max})")
+        if self.overlap_groups > self.max_inflight_per_actor:
+            raise ValueError(
+                f"overlap_groups ({self.overlap_groups}) > max_inflight_per_actor "
+                f"({self.max_inflight_per_actor}): a group would hold no sequence"
+            )
         if self.eval_fraction > 0 and self.eval_data is not None:
             raise ValueError("eval_fraction holds out rows of train_data: leave eval_data unset, or drop it")
         if self.lora_transport == "adapter" and not 0 < self.lora_rank <= VLLM_LORA_RANKS[-1]:
@@ -314,6 +338,11 @@ class RunConfig(BaseSettings):
         if 0 < t < 0.01:
             raise ValueError("must be 0 (greedy) or at least 0.01 (vLLM raises smaller values to 0.01)")
         return t
+
+    @property
+    def longest_draft(self) -> int:
+        """The most draft tokens one verification round may carry."""
+        return max(self.gamma, self.gamma_max) if self.adaptive_gamma else self.gamma
 
     def teacher_key(self) -> str | None:
         return self.teacher_api_key.get_secret_value() if self.teacher_api_key else None

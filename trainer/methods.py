@@ -46,6 +46,7 @@ class Sequence:
     topk_logprobs: list[list[float]] = field(default_factory=list)
     drafted: int = 0
     accepted: int = 0
+    gamma: int | None = None  # its draft length (adaptive_gamma); None: cfg.gamma
     done: bool = False
 
     @property
@@ -125,7 +126,8 @@ class Method:
 
 
 class Speculative(Method):
-    """SKD: one draft call of up to `gamma` tokens for every sequence, one /verify under top-K."""
+    """SKD: one draft call of up to `gamma` tokens for every sequence, one /verify under top-K. With
+    `adaptive_gamma` each sequence's draft length follows its own acceptance (`next_gamma`)."""
 
     name = "skd"
 
@@ -133,11 +135,17 @@ class Speculative(Method):
     def top_k(self) -> int:
         return self.cfg.top_k
 
-    def draft_len(self, remaining: int) -> int:
-        return min(self.cfg.gamma, remaining)
+    def draft_len(self, seq: Sequence) -> int:
+        return min(seq.gamma or self.cfg.gamma, self.cfg.max_new_tokens - len(seq.response))
+
+    def next_gamma(self, gamma: int, drafted: int, accepted: int) -> int:
+        """Longer after a round that kept its whole draft, shorter after one that did not."""
+        if not self.cfg.adaptive_gamma:
+            return gamma
+        return min(gamma + 2, self.cfg.gamma_max) if accepted == drafted else max(gamma - 1, 1)
 
     async def step(self, seqs: list[Sequence], env: RolloutEnv) -> None:
-        budget = [self.draft_len(self.cfg.max_new_tokens - len(s.response)) for s in seqs]
+        budget = [self.draft_len(s) for s in seqs]
         drafts = env.student.draft([s.context for s in seqs], budget, [env.seed() for _ in seqs])
         req = VerifyRequest(
             items=[VerifyItem(context_ids=s.context, draft_ids=d) for s, d in zip(seqs, drafts)],
@@ -152,6 +160,7 @@ class Speculative(Method):
             env.commit(s, res.token_ids, res.teacher_topk_ids, res.teacher_topk_logprobs)
             s.drafted += len(d)
             s.accepted += res.num_accepted
+            s.gamma = self.next_gamma(s.gamma or self.cfg.gamma, len(d), res.num_accepted)
 
 
 class OnPolicy(Speculative):
@@ -160,8 +169,8 @@ class OnPolicy(Speculative):
     name = "on_policy"
     top_k = ON_POLICY_K
 
-    def draft_len(self, remaining: int) -> int:
-        return remaining
+    def draft_len(self, seq: Sequence) -> int:
+        return self.cfg.max_new_tokens - len(seq.response)
 
 
 class TeacherSampling(Method):

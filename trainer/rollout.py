@@ -3,7 +3,9 @@
 - `RolloutWorker`: the body of one Ray actor. It keeps up to `max_inflight_per_actor` sequences in flight,
   pulled from the shared prompt queue (pull-based: a faster actor takes more). One round groups them by
   method and runs each group's step (`trainer.methods`) concurrently; finished sequences go on the sample
-  queue tagged with the weight version that started them. New weights arrive between rounds.
+  queue tagged with the weight version that started them. New weights arrive between rounds. With
+  `overlap_groups` > 1 the sequences are split into that many lanes, each running its own rounds: while
+  one lane waits for the teacher, another drafts on the student engine.
 - `RolloutGroup`: the driver's handle on all actors: start them, push weights, stop them, and replace a
   dead one (up to `max_actor_restarts`), which starts from the current weights.
 """
@@ -65,8 +67,8 @@ class RolloutWorker:
         )
         self.version = 0  # the training step of the loaded weights
         self.pending = (weights_version, weights) if weights else None  # a replacement actor's first weights
-        self.active: list[Sequence] = []
-        self._refilling = asyncio.Lock()  # prompts taken from the queue are in `active` when it is free
+        self.lanes: list[list[Sequence]] = [[] for _ in range(cfg.overlap_groups)]
+        self._refilling = asyncio.Lock()  # prompts taken from the queue are in a lane when it is free
         self.stopping = False
         self.stats = {"samples": 0, "rounds": 0, "drafted": 0, "accepted": 0, "tokens": 0, "weight_loads": 0}
 
@@ -106,11 +108,20 @@ class RolloutWorker:
             raise ValueError(f"prompt {prompt.index} has no reference, which method {method.name} needs")
         return Sequence(prompt, method, self.version)
 
-    async def _refill(self) -> None:
-        """Pull prompts from the shared queue up to capacity."""
+    @property
+    def active(self) -> list[Sequence]:
+        return [s for lane in self.lanes for s in lane]
+
+    def _capacity(self, lane: int) -> int:
+        """The lane's share of max_inflight_per_actor (the first lanes take the remainder)."""
+        share, extra = divmod(self.cfg.max_inflight_per_actor, len(self.lanes))
+        return share + (lane < extra)
+
+    async def _refill(self, lane: int) -> None:
+        """Pull prompts from the shared queue up to the lane's capacity."""
         from ray.util.queue import Empty
 
-        room = self.cfg.max_inflight_per_actor - len(self.active)
+        room = self._capacity(lane) - len(self.lanes[lane])
         if room <= 0:
             return
         async with self._refilling:
@@ -118,34 +129,38 @@ class RolloutWorker:
             if available:
                 with contextlib.suppress(Empty):  # the driver emptied the queue meanwhile
                     new = await self.prompts.actor.get_nowait_batch.remote(min(room, available))
-                    self.active += [self._start(p) for p in new]
+                    self.lanes[lane] += [self._start(p) for p in new]
 
     async def run(self) -> dict:
-        """Produce samples until stopped; returns the actor's counters."""
-        while not self.stopping:
-            self._apply_pending_weights()
-            await self._refill()
-            if not self.active:
-                await asyncio.sleep(0.05)
-                continue
-            await self.round()
-            finished = [s for s in self.active if s.done]
-            if finished:  # still `active` until queued, so `held_positions` never misses them
-                await self.samples.actor.put_nowait_batch.remote([s.sample(self.actor) for s in finished])
-                self.active = [s for s in self.active if not s.done]
-                self.stats["samples"] += len(finished)
+        """Produce samples until stopped (every lane's loop); returns the actor's counters."""
+        await asyncio.gather(*(self._run_lane(i) for i in range(len(self.lanes))))
         self.env.student.close()
         return self.stats
 
-    async def round(self) -> None:
-        """Advance every active sequence by one step of its method, the methods' steps concurrently."""
+    async def _run_lane(self, lane: int) -> None:
+        seqs = self.lanes[lane]
+        while not self.stopping:
+            self._apply_pending_weights()  # between rounds: no engine call is in progress (calls block)
+            await self._refill(lane)
+            if not seqs:
+                await asyncio.sleep(0.05)
+                continue
+            await self.round(seqs)
+            finished = [s for s in seqs if s.done]
+            if finished:  # still in the lane until queued, so `held_positions` never misses them
+                await self.samples.actor.put_nowait_batch.remote([s.sample(self.actor) for s in finished])
+                seqs[:] = [s for s in seqs if not s.done]
+                self.stats["samples"] += len(finished)
+
+    async def round(self, seqs: list[Sequence]) -> None:
+        """Advance these sequences by one step of their methods, the methods' steps concurrently."""
         groups: dict[RolloutMethod, list[Sequence]] = defaultdict(list)
-        for s in self.active:
+        for s in seqs:
             groups[s.method].append(s)
-        before = _totals(self.active)
-        await asyncio.gather(*(method.step(seqs, self.env) for method, seqs in groups.items()))
+        before = _totals(seqs)
+        await asyncio.gather(*(method.step(group, self.env) for method, group in groups.items()))
         self.stats["rounds"] += 1
-        for key, value in _totals(self.active).items():
+        for key, value in _totals(seqs).items():
             self.stats[key] += value - before[key]
 
     # --- evaluation support -------------------------------------------------------------------------
@@ -159,7 +174,7 @@ class RolloutWorker:
         """SKD rollouts of these prompts with the current weights, kept out of training and of the stats:
         the fraction of draft tokens the teacher accepted (the paper's acceptance rate), and the version."""
         self._apply_pending_weights()
-        skd = Speculative(self.cfg)
+        skd = Speculative(self.cfg.model_copy(update={"adaptive_gamma": False}))  # the rate at gamma
         seqs = [Sequence(Prompt(index=-1, prompt_ids=p), skd, self.version) for p in prompts]
         while active := [s for s in seqs if not s.done]:
             await skd.step(active, self.env)

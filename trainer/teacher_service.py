@@ -71,7 +71,7 @@ def teacher_service(
         yield check_urls(cfg.teacher_urls, cfg.teacher_key())
         return
     port = _free_port()
-    max_len = cfg.max_prompt_len + cfg.max_new_tokens + cfg.gamma + 1
+    max_len = cfg.max_prompt_len + cfg.max_new_tokens + cfg.longest_draft + 1
     cmd = [sys.executable, "-m", "shared.die_with_parent", str(os.getpid()), "rollout_server"]
     cmd += ["--model", str(teacher_path), "--port", str(port)]
     cmd += ["--dtype", cfg.teacher_dtype, "--kv-cache-gib", str(cfg.teacher_kv_cache_gib)]

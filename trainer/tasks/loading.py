@@ -1,6 +1,6 @@
 """Loading examples from a data spec, the way TRL users bring data (through the `datasets` library):
 
-- `embedded`: the shipped prompt set (trainer/prompt_sets/)
+- `embedded`, `short_answers`: the shipped prompt sets (trainer/prompt_sets/, train and eval files)
 - a registered task: `TASK` from its own source or the hub, `TASK:CONFIG` for a hub config, `TASK:PATH` for
   a local file in the task's row format
 - a local file: `.jsonl` (read line by line, so errors give the line), `.json`, `.parquet`, `.csv`, or a
@@ -27,6 +27,7 @@ from trainer.tasks.rows import Columns, row_to_example
 
 PROMPT_SETS = Path(__file__).resolve().parents[1] / "prompt_sets"
 SAMPLES = PROMPT_SETS / "samples"
+SHIPPED = ("embedded", "short_answers")  # trainer/prompt_sets/NAME_{train,eval}.jsonl
 FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 _HUB_DATASET = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(?::[\w.+-]+)?")
 
@@ -53,8 +54,8 @@ def spec_forms() -> str:
     tasks = ", ".join(" | ".join(t.spec_forms()) for t in TASKS.values() if t.spec_forms())
     files = "/".join(FILE_FORMATS)
     return (
-        f"'embedded', a local {files} file or save_to_disk directory, a hub dataset 'org/name[:config]', "
-        f"{tasks}"
+        f"{' | '.join(repr(name) for name in SHIPPED)}, a local {files} file or save_to_disk directory, "
+        f"a hub dataset 'org/name[:config]', {tasks}"
     )
 
 
@@ -63,7 +64,7 @@ def load_examples(
 ) -> list[Example]:
     """Load the examples named by `spec` (forms: see `spec_forms()`).
 
-    `split` ("train" | "eval") selects the embedded file, the task's own fold or the dataset split
+    `split` ("train" | "eval") selects the shipped set's file, the task's own fold or the dataset split
     (`options`). A source without an eval split raises `NoEvalSplit` for split="eval". `limit` keeps the
     first N examples.
     """
@@ -91,8 +92,8 @@ def hold_out(examples: list[Example], n: int, seed: int) -> tuple[list[Example],
 
 
 def _load(spec: str, split: Split, options: DataOptions) -> list[Example]:
-    if spec == "embedded":
-        return load_jsonl(PROMPT_SETS / f"embedded_{split}.jsonl")
+    if spec in SHIPPED:
+        return load_jsonl(PROMPT_SETS / f"{spec}_{split}.jsonl")
     name, _, arg = spec.partition(":")
     task = TASKS.get(name)
     if task is not None and task.spec_forms():

@@ -11,7 +11,7 @@ A task names two kinds of metric in the registry:
 
 Names and scales (as `score_set` reports them):
 
-- `exact_match`, `pass@1`: share of responses, 0-1.
+- `exact_match`, `answer_match`, `pass@1`: share of responses, 0-1.
 - `rouge1`, `rouge2`, `rougeL`: ROUGE-1/2/L F-measure (`rouge-score`, Porter stemming), 0-1, mean over the
   responses. Its tokenizer keeps only ASCII letters and digits: meant for English text.
 - `chrf++`, `bleu`: sacrebleu's corpus chrF++ (`CHRF(word_order=2)`) and BLEU (`BLEU()`: 13a tokens,
@@ -36,6 +36,7 @@ from trainer.tasks.registry import TASKS, Example
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")
 _ANSWER_IS = re.compile(r"answer is\s*:?\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?)", re.IGNORECASE)
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n")
 
 
 def _to_float(text: str | None) -> float | None:
@@ -100,6 +101,24 @@ def first_number_match(example: Example, response: str) -> dict[str, float]:
         return {}
     first = _NUMBER.search(response)
     return {"exact_match": float(first is not None and numbers_equal(first.group(), example.reference))}
+
+
+def first_sentence(text: str) -> str:
+    """Up to the first sentence end (., ! or ? before a space or the end) or line break."""
+    text = text.strip()
+    end = _SENTENCE_END.search(text)
+    return text[: end.start()] if end else text
+
+
+def answer_match(example: Example, response: str) -> dict[str, float]:
+    """`answer_match`: meta["answer"] stated in the response's first sentence, as whole words after
+    `normalize` ("The capital of France is Paris." matches "Paris"; "Parisian" and an answer given only after
+    a first sentence of preamble do not). For short questions that models answer in a sentence."""
+    gold = example.meta.get("answer")
+    if not isinstance(gold, str) or not normalize(gold):
+        return {}
+    said = f" {normalize(first_sentence(response))} "
+    return {"answer_match": float(f" {normalize(gold)} " in said)}
 
 
 def final_answer_match(example: Example, response: str) -> dict[str, float]:

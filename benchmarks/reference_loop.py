@@ -1,0 +1,152 @@
+"""P3: the whole system (teacher server + Ray student actors) against an SKD loop written as the paper's code
+works, on the same models, prompts and settings, measured in one run.
+
+    python -m benchmarks.reference_loop                  # reference loop, then the system (1 and 2 actors)
+    python -m benchmarks.reference_loop --reference_only --seconds 60
+
+The reference loop (`reference_skd`): one process, teacher and student in transformers, one sequence at a
+time. Per round the student samples `gamma` tokens (its temperature/top-p) on its KV cache, the teacher scores
+them in one forward pass on its KV cache, the draft is kept up to the first token outside the teacher's
+top-K (`shared.skd.in_top_k`), that token is replaced by a sample from the teacher (its temperature/top-p),
+and both caches are cropped to the committed tokens (`DynamicCache.crop`). No bonus token when all pass.
+Figure: committed tokens/s over whole prompts, after one warm-up prompt.
+
+The system's figure is `benchmarks.bench_training`'s rollout throughput (R1): committed tokens/s of SKD
+rollout actors with a teacher server, after a warm-up. P3 = system / reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from shared.skd import in_top_k
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator) -> int:
+    """A token from softmax(logits / temperature) cut to its top-p nucleus (greedy at temperature 0)."""
+    if temperature == 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / temperature, -1)
+    sorted_probs, order = probs.sort(descending=True)
+    keep = sorted_probs.cumsum(-1) - sorted_probs < top_p  # the smallest prefix reaching top_p
+    sorted_probs = sorted_probs * keep
+    return int(order[torch.multinomial(sorted_probs, 1, generator=gen)])
+
+
+@torch.inference_mode()
+def reference_skd(teacher, student, prompt_ids: list[int], cfg, eos: set[int], gen: torch.Generator) -> dict:
+    """One sequence, paper-style; returns its committed tokens and the draft counts."""
+    from transformers import DynamicCache
+
+    ctx = list(prompt_ids)
+    t_cache, s_cache = DynamicCache(), DynamicCache()
+    prefix = torch.tensor([ctx[:-1]])  # invariant: each cache holds every committed token but the last
+    teacher(prefix, past_key_values=t_cache, use_cache=True)
+    student(prefix, past_key_values=s_cache, use_cache=True)
+    response, drafted, accepted = [], 0, 0
+    while len(response) < cfg.max_new_tokens and not (response and response[-1] in eos):
+        gamma = min(cfg.gamma, cfg.max_new_tokens - len(response))
+        draft, last = [], ctx[-1]
+        for _ in range(gamma):
+            logits = student(torch.tensor([[last]]), past_key_values=s_cache, use_cache=True).logits[0, -1]
+            last = sample(logits, cfg.student_temperature, cfg.student_top_p, gen)
+            draft.append(last)
+        logits = teacher(torch.tensor([[ctx[-1], *draft]]), past_key_values=t_cache, use_cache=True).logits[0]
+        logprobs = torch.log_softmax(logits.float(), -1)
+        committed, rejected = [], False
+        for j, token in enumerate(draft):
+            top = logprobs[j].topk(cfg.top_k).values.tolist() if cfg.top_k > 0 else []
+            if not in_top_k(
+                float(logprobs[j, token]), top, rank=0, k=cfg.top_k, vocab_size=logprobs.shape[-1]
+            ):
+                committed.append(sample(logits[j], cfg.teacher_temperature, cfg.teacher_top_p, gen))
+                rejected = True
+                break
+            committed.append(token)
+            if token in eos:
+                break
+        drafted += len(draft)
+        accepted += len(committed) - rejected
+        ctx += committed
+        response += committed
+        t_cache.crop(len(ctx) - 1)
+        s_cache.crop(len(ctx) - 1)
+    return {"response": response, "drafted": drafted, "accepted": accepted}
+
+
+def reference_throughput(seconds: float, dtype: str, cfg, teacher_dir: Path, student_dir: Path) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.prompts import load_prompts
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    kw = {"torch_dtype": getattr(torch, dtype)}
+    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, **kw).eval()
+    student = AutoModelForCausalLM.from_pretrained(student_dir, **kw).eval()
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    prompts, _, _ = load_prompts(cfg, tokenizer, needs_reference=False)
+    eos_id = teacher.generation_config.eos_token_id
+    eos = set(eos_id if isinstance(eos_id, list) else [eos_id])
+    gen = torch.Generator().manual_seed(cfg.seed)
+    reference_skd(teacher, student, prompts[0].prompt_ids, cfg, eos, gen)  # warm-up
+    totals = {"tokens": 0, "drafted": 0, "accepted": 0, "sequences": 0}
+    t0 = time.perf_counter()
+    for p in prompts[1:]:
+        out = reference_skd(teacher, student, p.prompt_ids, cfg, eos, gen)
+        totals["tokens"] += len(out["response"])
+        totals["drafted"] += out["drafted"]
+        totals["accepted"] += out["accepted"]
+        totals["sequences"] += 1
+        if time.perf_counter() - t0 > seconds:
+            break
+    elapsed = time.perf_counter() - t0
+    return {
+        "dtype": dtype,
+        "seconds": elapsed,
+        **totals,
+        "committed_tokens_per_s": totals["tokens"] / elapsed,
+        "draft_acceptance": totals["accepted"] / max(totals["drafted"], 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    from trainer.config import RunConfig
+    from trainer.main import resolve_models
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=120.0, help="measuring time of each side")
+    ap.add_argument("--dtype", default="float32", help="the reference loop's dtype (float32 | bfloat16)")
+    ap.add_argument("--student", help="student model dir (default: the pruned initialisation)")
+    ap.add_argument("--reference_only", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "reference_loop.json")
+    args = ap.parse_args(argv)
+    cfg = RunConfig(student_model=args.student or "default")
+    teacher_dir, student_dir = resolve_models(cfg)
+    results = {"reference": reference_throughput(args.seconds, args.dtype, cfg, teacher_dir, student_dir)}
+    print(json.dumps(results["reference"]), flush=True)
+    if not args.reference_only:
+        import ray
+
+        from benchmarks.bench_training import rollout_throughput
+
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        results["system"] = [rollout_throughput(args.seconds, n, str(student_dir)) for n in (1, 2)]
+        ref = results["reference"]["committed_tokens_per_s"]
+        for r in results["system"]:
+            r["p3_vs_reference"] = r["committed_tokens_per_s"] / ref
+            print(json.dumps(r), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
