@@ -270,3 +270,66 @@ def test_comet_scores_a_local_checkpoint(monkeypatch, tmp_path, no_comet_cache):
         {"src": "Die Katze sitzt auf der Matte", "mt": HYPS[0], "ref": REFS[0]},  # meta["source"]
         {"src": "Translate: 1", "mt": HYPS[1], "ref": REFS[1]},  # else the prompt
     ]
+
+
+# --- short answers -----------------------------------------------------------------------------------------
+
+
+def short(answer: str) -> Example:
+    return Example(prompt="q", reference=f"... {answer}.", task="short_answer", meta={"answer": answer})
+
+
+@pytest.mark.parametrize(
+    "answer, response, expected",
+    [
+        ("Paris", "The capital of France is Paris.", 1.0),
+        ("Paris", "Paris", 1.0),
+        ("cold", "The opposite of 'hot' is 'cold'. This is a basic idea.", 1.0),
+        ("Buenos Aires", "The capital of Argentina is Buenos Aires, a large city.", 1.0),
+        ("French", "The language spoken in France is French, which is a Romance language.", 1.0),
+        ("Paris", "The capital of France is Lyon. Paris is the largest city.", 0.0),  # not the first sentence
+        ("Paris", "The capital is Parisian.", 0.0),  # whole words only
+        ("mice", "The plural of 'mouse' is 'mouses'.", 0.0),
+        ("Rome", "remremrem compcomp", 0.0),
+        ("Rome", "", 0.0),
+        ("Rome", "Rome\nBerlin", 1.0),
+        ("Berlin", "Rome\nBerlin", 0.0),  # a line break ends the first sentence
+    ],
+)
+def test_answer_match_is_the_answer_in_the_first_sentence(answer, response, expected):
+    assert score_response(short(answer), response) == {"answer_match": expected}
+
+
+def test_answer_match_needs_an_answer():
+    assert score_response(Example(prompt="q", task="short_answer"), "anything") == {}
+    assert score_set([short("Rome"), short("Oslo")], ["It is Rome.", "Bergen."]) == {"answer_match": 0.5}
+
+
+def test_the_shipped_short_answer_set_is_the_generators_output_with_disjoint_items():
+    """The files are what `make_short_answers` writes (reproducible), every row scores 1 on its own
+    reference, and no question's item (country, word) is in both train and eval of its family."""
+    import json
+
+    from trainer.prompt_sets import make_short_answers
+    from trainer.tasks import load_examples
+    from trainer.tasks.loading import PROMPT_SETS
+
+    train_rows, eval_rows = make_short_answers.build()
+    for name, rows in (("train", train_rows), ("eval", eval_rows)):
+        lines = (PROMPT_SETS / f"short_answers_{name}.jsonl").read_text().splitlines()
+        assert [json.loads(line) for line in lines] == rows
+    train, held_out = load_examples("short_answers"), load_examples("short_answers", split="eval")
+    assert len(held_out) == make_short_answers.NUM_EVAL and len(train) > 5 * len(held_out)
+    assert score_set(train + held_out, [ex.reference for ex in train + held_out]) == {"answer_match": 1.0}
+    phrasings = {fam: spec[1] for fam, spec in make_short_answers.FAMILIES.items()}
+
+    def item(ex: Example) -> tuple[str, str]:
+        family = ex.meta["family"]
+        for phrasing in phrasings[family]:
+            head, _, tail = phrasing.partition("{x}")
+            if ex.prompt.startswith(head) and ex.prompt.endswith(tail):
+                return family, ex.prompt[len(head) : len(ex.prompt) - len(tail)]
+        raise AssertionError(f"no phrasing of {family} fits {ex.prompt!r}")
+
+    assert not {item(ex) for ex in train} & {item(ex) for ex in held_out}
+    assert {ex.meta["family"] for ex in held_out} == set(phrasings)

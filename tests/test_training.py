@@ -195,18 +195,16 @@ def test_weight_push_changes_what_actors_generate(ray_cluster, tiny_models, teac
 
 def test_adaptive_gamma_and_overlap_lanes_commit_the_same_text(ray_cluster, tiny_models, teacher_server):
     """Greedy student and teacher make SKD deterministic, and with no bonus token the committed text does
-    not depend on how it is cut into rounds: fixed gamma in one lane, adaptive gamma in two overlapping
-    lanes and in three give the same responses; adaptive gamma changes only how much is drafted."""
+    not depend on how it is cut into rounds: fixed gamma in one lane and adaptive gamma in two overlapping
+    lanes give the same responses; adaptive gamma changes only how much is drafted."""
     from ray.util.queue import Queue
 
     from trainer.rollout import rollout_actor
 
     prompts = [Prompt(index=i, prompt_ids=[5 + i, 60 + 3 * i, 7, 200 - i]) for i in range(6)]
-    adaptive = {"adaptive_gamma": True, "gamma_max": 9}
     settings = {
         "fixed": {},
-        "adaptive, 2 lanes": {**adaptive, "overlap_groups": 2},
-        "adaptive, 3 lanes": {**adaptive, "overlap_groups": 3},
+        "adaptive, 2 lanes": {"adaptive_gamma": True, "gamma_max": 9, "overlap_groups": 2},
     }
     responses, drafted = {}, {}
     for name, kw in settings.items():
@@ -227,7 +225,7 @@ def test_adaptive_gamma_and_overlap_lanes_commit_the_same_text(ray_cluster, tiny
         assert stats["samples"] == len(prompts) and all(len(r) == 24 for r in responses[name])
         assert 0 < sum(s.num_accepted for s in samples) < drafted[name]  # accepted and replaced tokens
         ray.kill(actor)
-    assert responses["adaptive, 2 lanes"] == responses["fixed"] == responses["adaptive, 3 lanes"]
+    assert responses["adaptive, 2 lanes"] == responses["fixed"]
     assert drafted["adaptive, 2 lanes"] != drafted["fixed"]
 
 

@@ -96,6 +96,12 @@ class RunConfig(BaseSettings):
     )
     teacher_dtype: str = Field("bfloat16", description="dtype of a self-started teacher server.")
     teacher_kv_cache_gib: float = Field(1.0, gt=0, description="KV cache of a self-started teacher server.")
+    teacher_block_size: int | None = Field(
+        None,
+        ge=1,
+        description="KV block size of a self-started teacher server (unset: the engine's; CPU needs a "
+        "multiple of 32). Only whole blocks are reused between rounds, so it bounds the recomputed tail.",
+    )
 
     # --- data ---------------------------------------------------------------------------------------
     train_data: str = Field(

@@ -77,6 +77,8 @@ def teacher_service(
     cmd += ["--dtype", cfg.teacher_dtype, "--kv-cache-gib", str(cfg.teacher_kv_cache_gib)]
     cmd += ["--max-model-len", str(max_len), "--max-logprobs", str(max(64, min(cfg.top_k, 256)))]
     cmd += ["--log-level", "warning"]
+    if cfg.teacher_block_size is not None:
+        cmd += ["--block-size", str(cfg.teacher_block_size)]
     env = {k: v for k, v in os.environ.items() if k != "ROLLOUT_API_KEY"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     if cfg.teacher_api_key:

@@ -1,0 +1,153 @@
+"""Rollout speed of the whole system (teacher server + Ray student actors) under the settings that shape it,
+each measured side by side in one run on the embedded default models (SmolLM2-135M teacher).
+
+    python -m benchmarks.rollout_speed --only overlap     # overlap_groups 1 vs 2
+    python -m benchmarks.rollout_speed --only gamma       # fixed gamma=5 vs adaptive_gamma
+    python -m benchmarks.rollout_speed --only scaling     # actors 1, 2 x sequences in flight 4 .. 64
+    python -m benchmarks.rollout_speed --only block       # teacher KV block size 32 / 64 / 128 (P1)
+    python -m benchmarks.rollout_speed --student DIR      # a trained student (acceptance matters)
+
+Per setting: committed tokens/s over `--seconds` after a warm-up (actors' counters), the draft acceptance,
+and from the teacher server's /metrics the teacher tokens computed per committed token (P1) beside its floor:
+(draft tokens + one position per verified item) / committed, i.e. what a teacher that recomputed nothing
+already seen would compute. A fresh teacher server per block size; one for everything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import ray
+from prometheus_client.parser import text_string_to_metric_families
+
+from trainer.config import RunConfig
+from trainer.methods import METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+COUNTERS = ("skd_teacher_tokens_computed", "skd_tokens_committed", "skd_draft_tokens", "skd_items")
+
+EXPERIMENTS = {
+    "overlap": {"1 group": {}, "2 groups": {"overlap_groups": 2}},
+    "gamma": {"fixed gamma=5": {}, "adaptive gamma (1..16)": {"adaptive_gamma": True}},
+    "scaling": {
+        f"{a} actor{'s' * (a > 1)} x {n} in flight": {"num_rollout_actors": a, "max_inflight_per_actor": n}
+        for a in (1, 2)
+        for n in (4, 8, 16, 32, 64)
+    },
+    "block": {f"block {b}": {"teacher_block_size": b} for b in (32, 64, 128)},
+}
+
+
+def server_counters(url: str) -> dict[str, float]:
+    """The teacher server's counters (verify items only for skd_items)."""
+    out = dict.fromkeys(COUNTERS, 0.0)
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text):
+        for s in family.samples:
+            name = s.name.removesuffix("_total")
+            if name in out and (name != "skd_items" or s.labels.get("route") == "/verify"):
+                out[name] += s.value
+    return out
+
+
+def measure(cfg: RunConfig, student: str, urls: list[str], eos: list[int], seconds: float) -> dict:
+    """Committed tokens/s of a rollout group with these settings, after a warm-up of seconds / 3."""
+    from ray.util.queue import Queue
+    from transformers import AutoTokenizer
+
+    from trainer.prompts import load_prompts
+    from trainer.rollout import RolloutGroup
+
+    prompts, _, _ = load_prompts(cfg, AutoTokenizer.from_pretrained(student), needs_reference=False)
+    prompt_q, sample_q = Queue(), Queue()
+    prompt_q.put_nowait_batch(prompts * 4)  # never runs dry within the measurement
+    group = RolloutGroup(cfg, student, urls, eos, METHODS[cfg.method](cfg), (prompt_q, sample_q))
+    group.start()
+
+    def totals() -> dict[str, float]:
+        stats = ray.get([w.get_stats.remote() for w in group.actors])
+        return {k: sum(s[k] for s in stats) for k in ("tokens", "drafted", "accepted")} | server_counters(
+            urls[0]
+        )
+
+    time.sleep(seconds / 3)  # engines compiled, batches full
+    t0, before = time.perf_counter(), totals()
+    time.sleep(seconds)
+    t1, after = time.perf_counter(), totals()
+    group.stop()
+    d = {k: after[k] - before[k] for k in after}
+    committed = max(d["skd_tokens_committed"], 1.0)
+    return {
+        "committed_tokens_per_s": d["tokens"] / (t1 - t0),
+        "draft_acceptance": d["accepted"] / max(d["drafted"], 1),
+        "teacher_tokens_per_committed": d["skd_teacher_tokens_computed"] / committed,
+        "floor_per_committed": (d["skd_draft_tokens"] + d["skd_items"]) / committed,
+        "committed_per_round": committed / max(d["skd_items"], 1),
+    }
+
+
+@contextlib.contextmanager
+def teacher(cfg: RunConfig, teacher_dir: Path):
+    from trainer.teacher_service import teacher_service
+
+    with teacher_service(cfg, teacher_dir, Path(tempfile.mkdtemp()) / "teacher.log") as (urls, info):
+        yield urls, info.eos_token_ids
+
+
+def run_experiment(name: str, args: argparse.Namespace, teacher_dir: Path, student: str) -> list[dict]:
+    base = {"student_model": student, "actor_num_cpus": 0.5, "gamma_max": 16, "max_new_tokens": 64}
+    rows = []
+    server_cfg = RunConfig(**base, adaptive_gamma=True)  # room for the longest adaptive draft
+    with contextlib.ExitStack() as stack:
+        shared = None if name == "block" else stack.enter_context(teacher(server_cfg, teacher_dir))
+        for label, overrides in EXPERIMENTS[name].items():
+            cfg = RunConfig(**base, **overrides)
+            with (
+                teacher(cfg, teacher_dir) if shared is None else contextlib.nullcontext(shared) as (urls, eos)
+            ):
+                row = {
+                    "experiment": name,
+                    "setting": label,
+                    **overrides,
+                    **measure(cfg, student, urls, eos, args.seconds),
+                }
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    from trainer.main import resolve_models
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
+    ap.add_argument("--seconds", type=float, default=60.0, help="measuring time per setting")
+    ap.add_argument("--student", help="student model dir (default: the pruned initialisation)")
+    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "rollout_speed.json")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    teacher_dir, student = resolve_models(RunConfig(student_model=args.student or "default"))
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    rows = [r for name in args.only for r in run_experiment(name, args, teacher_dir, str(student))]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps({"student": str(student), "seconds": args.seconds, "rows": rows}, indent=1)
+    )
+    print("| experiment | setting | committed tok/s | acceptance | teacher tok / committed | floor |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['experiment']} | {r['setting']} | {r['committed_tokens_per_s']:.1f} | "
+            f"{r['draft_acceptance']:.3f} | {r['teacher_tokens_per_committed']:.2f} | "
+            f"{r['floor_per_committed']:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
