@@ -16,7 +16,8 @@ Parts, in the order they run:
   and spread per method) and a plot per metric over steps (mean over seeds, min-max band).
 
 A run that exists already (its `metrics.jsonl` ends with the final evaluation) is read, not re-run, so an
-interrupted comparison continues where it stopped (`--fresh` starts over).
+interrupted comparison continues where it stopped (`--fresh` starts over); `--report` summarizes the runs
+finished so far without starting anything.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "compare")
     p.add_argument("--quick", action="store_true", help="1 seed, 2 steps, 8 held-out prompts: a smoke run")
     p.add_argument("--fresh", action="store_true", help="re-run runs that finished before")
+    p.add_argument("--report", action="store_true", help="summarize the runs finished so far; start nothing")
     p.add_argument("extra", nargs="*", help="more trainer flags for every run, after --, e.g. -- --lr=1e-4")
     args = p.parse_args(argv)
     if args.quick:
@@ -127,6 +129,12 @@ def run_one(args: argparse.Namespace, method: str, seed: int, urls: list[str], s
             tail = (run_dir / "console.log").read_text().splitlines()[-15:]
             raise SystemExit(f"{method} seed {seed} failed (exit {rc}):\n" + "\n".join(tail))
         (run_dir / "wall_s").write_text(f"{time.perf_counter() - t0:.1f}\n")
+    return read_run(args, method, seed)
+
+
+def read_run(args: argparse.Namespace, method: str, seed: int) -> dict:
+    """A finished run's eval curve, what it trained on and how long it took."""
+    run_dir = args.out / method / f"seed{seed}"
     records = read_metrics(run_dir)
     evals = [r for r in records if "eval/kl" in r]
     train = [r for r in records if "train/loss" in r]
@@ -188,8 +196,8 @@ def summarize(args: argparse.Namespace, runs: list[dict], teacher: dict[str, flo
         "- teacher, greedy: " + ", ".join(f"{k} {v:.3f}" for k, v in teacher.items()),
         "- initial student (step 0): " + ", ".join(f"{n} {m:.3f}" for n, (m, _) in zip(names, initial)),
         "",
-        "| method (final) | " + " | ".join(names) + " | response tokens trained | wall s |",
-        "|---" * (len(keys) + 3) + "|",
+        "| method (final) | " + " | ".join(names) + " | response tokens trained | wall s | seeds |",
+        "|---" * (len(keys) + 4) + "|",
     ]
     for method in args.methods:
         mine = [r for r in runs if r["method"] == method]
@@ -198,7 +206,7 @@ def summarize(args: argparse.Namespace, runs: list[dict], teacher: dict[str, flo
         walls = [r["wall_s"] for r in mine if r["wall_s"] is not None]
         wall = f"{statistics.fmean(walls):.0f}" if walls else "-"
         cells = [f"{m:.3f} ± {s:.3f}" for m, s in last]
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {tokens:.0f} | {wall} |")
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {tokens:.0f} | {wall} | {len(mine)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -251,12 +259,21 @@ def main(argv: list[str] | None = None) -> None:
         max_new_tokens=args.max_new_tokens,
         train_data=args.data,
     )
-    teacher_path, student = resolve_models(cfg)  # the same initial student for every run
-    with teacher_service(cfg, teacher_path, args.out / "teacher_server.log") as (urls, _):
-        teacher = teacher_score(args, urls, student)
-        print(f"teacher, greedy, {args.num_eval_prompts} held-out prompts: {teacher}", flush=True)
-        grid = [(m, s) for s in args.seeds for m in args.methods]  # seed-major: every method early on
-        runs = [run_one(args, m, s, urls, student) for m, s in tqdm(grid, desc="runs", unit="run")]
+    grid = [(m, s) for s in args.seeds for m in args.methods]  # seed-major: every method early on
+    if args.report:  # what has finished so far, without starting anything
+        runs = [read_run(args, m, s) for m, s in grid if finished(args.out / m / f"seed{s}", args.steps)]
+        if not runs or not (args.out / "teacher.json").exists():
+            raise SystemExit(f"no finished comparison run in {args.out}: run the comparison first")
+        teacher = json.loads((args.out / "teacher.json").read_text())
+        args.methods = [m for m in args.methods if any(r["method"] == m for r in runs)]
+        args.seeds = sorted({r["seed"] for r in runs})
+    else:
+        teacher_path, student = resolve_models(cfg)  # the same initial student for every run
+        with teacher_service(cfg, teacher_path, args.out / "teacher_server.log") as (urls, _):
+            teacher = teacher_score(args, urls, student)
+            (args.out / "teacher.json").write_text(json.dumps(teacher))
+            print(f"teacher, greedy, {args.num_eval_prompts} held-out prompts: {teacher}", flush=True)
+            runs = [run_one(args, m, s, urls, student) for m, s in tqdm(grid, desc="runs", unit="run")]
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "teacher": teacher, "runs": runs}
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     summary = summarize(args, runs, teacher)

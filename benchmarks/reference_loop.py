@@ -11,8 +11,8 @@ top-K (`shared.skd.in_top_k`), that token is replaced by a sample from the teach
 and both caches are cropped to the committed tokens (`DynamicCache.crop`). No bonus token when all pass.
 Figure: committed tokens/s over whole prompts, after one warm-up prompt.
 
-The system's figure is `benchmarks.bench_training`'s rollout throughput (R1): committed tokens/s of SKD
-rollout actors with a teacher server, after a warm-up. P3 = system / reference.
+The system's figure: committed tokens/s of SKD rollout actors (1, 2) with a teacher server, after a warm-up
+(`benchmarks.rollout_speed.measure`), default settings otherwise. P3 = system / reference.
 """
 
 from __future__ import annotations
@@ -39,6 +39,13 @@ def sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Ge
     keep = sorted_probs.cumsum(-1) - sorted_probs < top_p  # the smallest prefix reaching top_p
     sorted_probs = sorted_probs * keep
     return int(order[torch.multinomial(sorted_probs, 1, generator=gen)])
+
+
+def crop(cache, length: int) -> None:
+    """Drop the cache's positions from `length` on (the draft tokens past the committed ones)."""
+    extra = cache.get_seq_length() - length
+    if extra > 0:
+        cache.crop(-extra)
 
 
 @torch.inference_mode()
@@ -77,8 +84,8 @@ def reference_skd(teacher, student, prompt_ids: list[int], cfg, eos: set[int], g
         accepted += len(committed) - rejected
         ctx += committed
         response += committed
-        t_cache.crop(len(ctx) - 1)
-        s_cache.crop(len(ctx) - 1)
+        crop(t_cache, len(ctx) - 1)
+        crop(s_cache, len(ctx) - 1)
     return {"response": response, "drafted": drafted, "accepted": accepted}
 
 
@@ -88,7 +95,7 @@ def reference_throughput(seconds: float, dtype: str, cfg, teacher_dir: Path, stu
     from trainer.prompts import load_prompts
 
     torch.set_num_threads(os.cpu_count() or 1)
-    kw = {"torch_dtype": getattr(torch, dtype)}
+    kw = {"dtype": getattr(torch, dtype)}
     teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, **kw).eval()
     student = AutoModelForCausalLM.from_pretrained(student_dir, **kw).eval()
     tokenizer = AutoTokenizer.from_pretrained(student_dir)
@@ -125,27 +132,41 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=float, default=120.0, help="measuring time of each side")
     ap.add_argument("--dtype", default="float32", help="the reference loop's dtype (float32 | bfloat16)")
     ap.add_argument("--student", help="student model dir (default: the pruned initialisation)")
+    ap.add_argument(
+        "--teacher_model", default="default", help="teacher model dir (default: the embedded one)"
+    )
     ap.add_argument("--reference_only", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "reference_loop.json")
     args = ap.parse_args(argv)
-    cfg = RunConfig(student_model=args.student or "default")
+    cfg = RunConfig(teacher_model=args.teacher_model, student_model=args.student or "default")
     teacher_dir, student_dir = resolve_models(cfg)
     results = {"reference": reference_throughput(args.seconds, args.dtype, cfg, teacher_dir, student_dir)}
     print(json.dumps(results["reference"]), flush=True)
     if not args.reference_only:
-        import ray
-
-        from benchmarks.bench_training import rollout_throughput
-
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", include_dashboard=False, log_to_driver=False)
-        results["system"] = [rollout_throughput(args.seconds, n, str(student_dir)) for n in (1, 2)]
-        ref = results["reference"]["committed_tokens_per_s"]
-        for r in results["system"]:
-            r["p3_vs_reference"] = r["committed_tokens_per_s"] / ref
-            print(json.dumps(r), flush=True)
+        results["system"] = system_throughput(args.seconds, cfg, teacher_dir, str(student_dir))
+        for row in results["system"]:
+            row["p3_vs_reference"] = (
+                row["committed_tokens_per_s"] / results["reference"]["committed_tokens_per_s"]
+            )
+            print(json.dumps(row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
+
+
+def system_throughput(seconds: float, cfg, teacher_dir: Path, student: str) -> list[dict]:
+    """The same models and settings through the teacher server and 1 or 2 rollout actors."""
+    import ray
+
+    from benchmarks.rollout_speed import measure, teacher
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    rows = []
+    with teacher(cfg, teacher_dir) as (urls, eos):
+        for actors in (1, 2):
+            run_cfg = cfg.model_copy(update={"num_rollout_actors": actors, "actor_num_cpus": 0.5})
+            rows.append({"actors": actors, **measure(run_cfg, student, urls, eos, seconds)})
+    return rows
 
 
 if __name__ == "__main__":

@@ -102,6 +102,7 @@ def teacher(cfg: RunConfig, teacher_dir: Path):
 
 def run_experiment(name: str, args: argparse.Namespace, teacher_dir: Path, student: str) -> list[dict]:
     base = {"student_model": student, "actor_num_cpus": 0.5, "gamma_max": 16, "max_new_tokens": 64}
+    base |= {"student_kv_cache_gib": args.kv_cache_gib, "teacher_kv_cache_gib": args.kv_cache_gib}
     rows = []
     server_cfg = RunConfig(**base, adaptive_gamma=True)  # room for the longest adaptive draft
     with contextlib.ExitStack() as stack:
@@ -129,10 +130,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
     ap.add_argument("--seconds", type=float, default=60.0, help="measuring time per setting")
     ap.add_argument("--student", help="student model dir (default: the pruned initialisation)")
+    ap.add_argument(
+        "--teacher_model", default="default", help="teacher model dir (default: the embedded one)"
+    )
+    ap.add_argument("--kv_cache_gib", type=float, default=1.0, help="KV cache of each engine")
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "rollout_speed.json")
     args = ap.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    teacher_dir, student = resolve_models(RunConfig(student_model=args.student or "default"))
+    models = RunConfig(teacher_model=args.teacher_model, student_model=args.student or "default")
+    teacher_dir, student = resolve_models(models)
     ray.init(address="local", include_dashboard=False, log_to_driver=False)
     rows = [r for name in args.only for r in run_experiment(name, args, teacher_dir, str(student))]
     args.out.parent.mkdir(parents=True, exist_ok=True)

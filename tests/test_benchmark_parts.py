@@ -20,7 +20,7 @@ PROMPTS = [[5, 17, 42, 99, 3], [250, 7, 7, 300, 12, 64, 1]]
 @pytest.fixture(scope="module")
 def pair(tiny_models):
     def load(name: str):
-        return AutoModelForCausalLM.from_pretrained(tiny_models[name], torch_dtype=torch.float32).eval()
+        return AutoModelForCausalLM.from_pretrained(tiny_models[name], dtype=torch.float32).eval()
 
     return load("teacher"), load("student")
 
