@@ -29,42 +29,20 @@ from trainer.models import ensure_default_teacher, ensure_pruned_student
 from trainer.tasks import load_examples
 
 
-def rollout_throughput(seconds: float, actors: int, student: str | None) -> dict:
-    from ray.util.queue import Queue
-
-    from trainer.prompts import load_prompts
-    from trainer.rollout import RolloutGroup
+def rollout_throughput(seconds: float, student: str | None) -> list[dict]:
+    """R1 for 1 and 2 actors against one teacher server (`benchmarks.rollout_speed.measure`)."""
+    from benchmarks.rollout_speed import measure
     from trainer.teacher_service import teacher_service
 
-    cfg = RunConfig(num_rollout_actors=actors, actor_num_cpus=0.5)
+    cfg = RunConfig(actor_num_cpus=0.5)
     teacher = ensure_default_teacher()
     student = Path(student) if student else ensure_pruned_student(teacher, cfg.prune_keep_every)
     with teacher_service(cfg, teacher, Path(tempfile.mkdtemp()) / "teacher.log") as (urls, info):
-        from transformers import AutoTokenizer
-
-        prompts, _, _ = load_prompts(cfg, AutoTokenizer.from_pretrained(student), needs_reference=False)
-        prompt_q, sample_q = Queue(), Queue()
-        prompt_q.put_nowait_batch(prompts)
-        method = METHODS[cfg.method](cfg)
-        group = RolloutGroup(cfg, str(student), urls, info.eos_token_ids, method, (prompt_q, sample_q))
-        group.start()
-        workers = group.actors
-
-        def tokens() -> int:
-            return sum(s["tokens"] for s in ray.get([w.get_stats.remote() for w in workers]))
-
-        time.sleep(seconds / 3)  # warm-up: engines compiled, batches full
-        t0, n0 = time.perf_counter(), tokens()
-        time.sleep(seconds)
-        t1, n1 = time.perf_counter(), tokens()
-        stats = ray.get([w.get_stats.remote() for w in workers])
-        group.stop()
-    drafted = sum(s["drafted"] for s in stats)
-    return {
-        "actors": actors,
-        "committed_tokens_per_s": (n1 - n0) / (t1 - t0),
-        "draft_acceptance": sum(s["accepted"] for s in stats) / max(drafted, 1),
-    }
+        configs = {n: RunConfig(actor_num_cpus=0.5, num_rollout_actors=n) for n in (1, 2)}
+        return [
+            {"actors": n} | measure(c, str(student), urls, info.eos_token_ids, seconds)
+            for n, c in configs.items()
+        ]
 
 
 def weight_push(repeats: int) -> dict:
@@ -161,7 +139,7 @@ def main() -> None:
         results["r2_weight_push"] = weight_push(args.repeats)
         print(json.dumps(results["r2_weight_push"], indent=2))
     if args.only in (None, "r1"):
-        results["r1_rollout"] = [rollout_throughput(args.seconds, n, args.student) for n in (1, 2)]
+        results["r1_rollout"] = rollout_throughput(args.seconds, args.student)
         print(json.dumps(results["r1_rollout"], indent=2))
     if args.only in (None, "r3"):
         results["r3_busy"] = busy_fraction(args.steps)

@@ -7,10 +7,12 @@ each measured side by side in one run on the embedded default models (SmolLM2-13
     python -m benchmarks.rollout_speed --only block       # teacher KV block size 32 / 64 / 128 (P1)
     python -m benchmarks.rollout_speed --student DIR      # a trained student (acceptance matters)
 
-Per setting: committed tokens/s over `--seconds` after a warm-up (actors' counters), the draft acceptance,
-and from the teacher server's /metrics the teacher tokens computed per committed token (P1) beside its floor:
-(draft tokens + one position per verified item) / committed, i.e. what a teacher that recomputed nothing
-already seen would compute. A fresh teacher server per block size; one for everything else.
+Per setting: committed tokens/s over `--seconds` after a warm-up (actors' counters; the shared teacher is
+warmed by a discarded first measurement, and the settings are measured `--repeats` times interleaved), the
+draft acceptance, and from the teacher server's /metrics the teacher tokens computed per committed token
+(P1) beside its floor: (draft tokens + one position per verified item) / committed, i.e. what a teacher
+that recomputed nothing already seen would compute. A fresh teacher server per block size;
+one for everything else.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -57,7 +60,8 @@ def server_counters(url: str) -> dict[str, float]:
 
 
 def measure(cfg: RunConfig, student: str, urls: list[str], eos: list[int], seconds: float) -> dict:
-    """Committed tokens/s of a rollout group with these settings, after a warm-up of seconds / 3."""
+    """Committed tokens/s of a rollout group with these settings, timed from when every actor has committed
+    tokens plus seconds / 3 (engine start-up and first compilations are not counted)."""
     from ray.util.queue import Queue
     from transformers import AutoTokenizer
 
@@ -68,6 +72,7 @@ def measure(cfg: RunConfig, student: str, urls: list[str], eos: list[int], secon
     prompt_q, sample_q = Queue(), Queue()
     prompt_q.put_nowait_batch(prompts * 4)  # never runs dry within the measurement
     group = RolloutGroup(cfg, student, urls, eos, METHODS[cfg.method](cfg), (prompt_q, sample_q))
+    ray.get([w.get_stats.remote() for w in group.actors])  # engines built (actors' __init__) before any clock
     group.start()
 
     def totals() -> dict[str, float]:
@@ -76,10 +81,12 @@ def measure(cfg: RunConfig, student: str, urls: list[str], eos: list[int], secon
             urls[0]
         )
 
-    time.sleep(seconds / 3)  # engines compiled, batches full
-    t0, before = time.perf_counter(), totals()
+    while min(s["tokens"] for s in ray.get([w.get_stats.remote() for w in group.actors])) == 0:
+        time.sleep(0.5)  # every actor through its first rounds: kernels compiled
+    time.sleep(seconds / 3)  # batches full
+    before, t0 = totals(), time.perf_counter()
     time.sleep(seconds)
-    t1, after = time.perf_counter(), totals()
+    after, t1 = totals(), time.perf_counter()
     group.stop()
     d = {k: after[k] - before[k] for k in after}
     committed = max(d["skd_tokens_committed"], 1.0)
@@ -101,26 +108,45 @@ def teacher(cfg: RunConfig, teacher_dir: Path):
 
 
 def run_experiment(name: str, args: argparse.Namespace, teacher_dir: Path, student: str) -> list[dict]:
+    """Every setting of one experiment, `--repeats` times interleaved (A B A B ...) so drift shows up as a
+    difference between repeats rather than between settings; one row per setting and repeat."""
     base = {"student_model": student, "actor_num_cpus": 0.5, "gamma_max": 16, "max_new_tokens": 64}
     base |= {"student_kv_cache_gib": args.kv_cache_gib, "teacher_kv_cache_gib": args.kv_cache_gib}
+    settings = EXPERIMENTS[name]
     rows = []
     server_cfg = RunConfig(**base, adaptive_gamma=True)  # room for the longest adaptive draft
     with contextlib.ExitStack() as stack:
         shared = None if name == "block" else stack.enter_context(teacher(server_cfg, teacher_dir))
-        for label, overrides in EXPERIMENTS[name].items():
-            cfg = RunConfig(**base, **overrides)
-            with (
-                teacher(cfg, teacher_dir) if shared is None else contextlib.nullcontext(shared) as (urls, eos)
-            ):
-                row = {
-                    "experiment": name,
-                    "setting": label,
-                    **overrides,
-                    **measure(cfg, student, urls, eos, args.seconds),
-                }
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+        if shared is not None:  # warm the shared teacher (its first batches compile); discarded
+            measure(RunConfig(**base, **next(iter(settings.values()))), student, *shared, args.seconds / 2)
+        for repeat in range(args.repeats):
+            for label, overrides in settings.items():
+                cfg = RunConfig(**base, **overrides)
+                with teacher(cfg, teacher_dir) if shared is None else contextlib.nullcontext(shared) as ue:
+                    row = {"experiment": name, "setting": label, "repeat": repeat, **overrides}
+                    row |= measure(cfg, student, *ue, args.seconds)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
     return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Mean over repeats per setting, with the range of committed tokens/s."""
+    keys = ("committed_tokens_per_s", "draft_acceptance")
+    keys += ("teacher_tokens_per_committed", "floor_per_committed")
+    lines = [
+        "| experiment | setting | committed tok/s (range) | acceptance | teacher tok / committed | floor |",
+        "|---|---|---|---|---|---|",
+    ]
+    for exp, setting in dict.fromkeys((r["experiment"], r["setting"]) for r in rows):
+        mine = [r for r in rows if (r["experiment"], r["setting"]) == (exp, setting)]
+        m = {k: statistics.fmean(r[k] for r in mine) for k in keys}
+        speeds = [r["committed_tokens_per_s"] for r in mine]
+        lines.append(
+            f"| {exp} | {setting} | {m[keys[0]]:.2f} ({min(speeds):.2f}-{max(speeds):.2f}) | "
+            f"{m[keys[1]]:.3f} | {m[keys[2]]:.2f} | {m[keys[3]]:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--teacher_model", default="default", help="teacher model dir (default: the embedded one)"
     )
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved passes over the settings")
     ap.add_argument("--kv_cache_gib", type=float, default=1.0, help="KV cache of each engine")
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "rollout_speed.json")
     args = ap.parse_args(argv)
@@ -143,16 +170,12 @@ def main(argv: list[str] | None = None) -> None:
     rows = [r for name in args.only for r in run_experiment(name, args, teacher_dir, str(student))]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"student": str(student), "seconds": args.seconds, "rows": rows}, indent=1)
-    )
-    print("| experiment | setting | committed tok/s | acceptance | teacher tok / committed | floor |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['experiment']} | {r['setting']} | {r['committed_tokens_per_s']:.1f} | "
-            f"{r['draft_acceptance']:.3f} | {r['teacher_tokens_per_committed']:.2f} | "
-            f"{r['floor_per_committed']:.2f} |"
+        json.dumps(
+            {"student": str(student), "seconds": args.seconds, "rows": rows, "table": table(rows)},
+            indent=1,
         )
+    )
+    print(table(rows))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from benchmarks import compare
+from benchmarks import compare, rollout_speed, time_to_quality
 from benchmarks.reference_loop import reference_skd
 from trainer.config import RunConfig
 
@@ -138,3 +138,30 @@ def test_a_finished_run_is_read_not_rerun(tmp_path):
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"step": 3, "eval/kl": 0.5}\n')
     assert compare.finished(run, 3)
+
+
+def test_time_to_quality_counts_training_time_up_to_the_first_eval_at_target():
+    """Phase times of the records up to the hit, evaluations subtracted; later records do not count."""
+    recs = [{"step": 0, "eval/acceptance": 0.1}]
+    for step, (busy, idle, ev) in enumerate([(50.0, 5.0, 40.0), (10.0, 1.0, 0.0), (12.0, 2.0, 0.0)], 1):
+        recs.append(
+            {"step": step, "train/loss": 1.0, "perf/step_busy_s": busy, "perf/step_idle_s": idle}
+            | ({"perf/time_eval_s": ev} if ev else {})
+        )
+    recs += [{"step": 2, "eval/acceptance": 0.59}, {"step": 3, "eval/acceptance": 0.61}]
+    recs.append({"step": 4, "train/loss": 1.0, "perf/step_busy_s": 99.0, "perf/step_idle_s": 0.0})
+    hit = time_to_quality.reached(recs, 0.6)
+    assert hit == {"step": 3, "acceptance": 0.61, "train_s": (55 - 40) + 11 + 14}
+    assert time_to_quality.reached(recs, 0.7) is None
+
+
+def test_rollout_speed_table_averages_repeats_per_setting():
+    row = {"experiment": "gamma", "draft_acceptance": 0.5, "floor_per_committed": 4.0}
+    rows = [
+        row | {"setting": "fixed", "committed_tokens_per_s": 10.0, "teacher_tokens_per_committed": 20.0},
+        row | {"setting": "adaptive", "committed_tokens_per_s": 13.0, "teacher_tokens_per_committed": 9.0},
+        row | {"setting": "fixed", "committed_tokens_per_s": 12.0, "teacher_tokens_per_committed": 22.0},
+    ]
+    lines = rollout_speed.table(rows).splitlines()
+    assert lines[2] == "| gamma | fixed | 11.00 (10.00-12.00) | 0.500 | 21.00 | 4.00 |"
+    assert lines[3] == "| gamma | adaptive | 13.00 (13.00-13.00) | 0.500 | 9.00 | 4.00 |"
