@@ -12,7 +12,8 @@ and both caches are cropped to the committed tokens (`DynamicCache.crop`). No bo
 Figure: committed tokens/s over whole prompts, after one warm-up prompt.
 
 The system's figure: committed tokens/s of SKD rollout actors (1, 2) with a teacher server, after a warm-up
-(`benchmarks.rollout_speed.measure`), default settings otherwise. P3 = system / reference.
+(`benchmarks.rollout_speed.measure`; a first, discarded measurement warms the teacher), default
+settings otherwise. P3 = system / reference.
 """
 
 from __future__ import annotations
@@ -163,6 +164,8 @@ def system_throughput(seconds: float, cfg, teacher_dir: Path, student: str) -> l
     ray.init(address="local", include_dashboard=False, log_to_driver=False)
     rows = []
     with teacher(cfg, teacher_dir) as (urls, eos):
+        warm = cfg.model_copy(update={"actor_num_cpus": 0.5})
+        measure(warm, student, urls, eos, seconds / 4)  # discarded: the teacher's first batches compile
         for actors in (1, 2):
             run_cfg = cfg.model_copy(update={"num_rollout_actors": actors, "actor_num_cpus": 0.5})
             rows.append({"actors": actors, **measure(run_cfg, student, urls, eos, seconds)})

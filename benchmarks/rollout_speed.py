@@ -107,27 +107,34 @@ def teacher(cfg: RunConfig, teacher_dir: Path):
         yield urls, info.eos_token_ids
 
 
-def run_experiment(name: str, args: argparse.Namespace, teacher_dir: Path, student: str) -> list[dict]:
+def run_experiment(name: str, args: argparse.Namespace, base: dict, shared, teacher_dir: Path) -> list[dict]:
     """Every setting of one experiment, `--repeats` times interleaved (A B A B ...) so drift shows up as a
-    difference between repeats rather than between settings; one row per setting and repeat."""
+    difference between repeats rather than between settings; one row per setting and repeat. `shared` is
+    the teacher server of every experiment but `block`, which starts one per setting."""
+    rows = []
+    for repeat in range(args.repeats):
+        for label, overrides in EXPERIMENTS[name].items():
+            cfg = RunConfig(**base, **overrides)
+            own = name == "block"
+            with teacher(cfg, teacher_dir) if own else contextlib.nullcontext(shared) as (urls, eos):
+                row = {"experiment": name, "setting": label, "repeat": repeat, **overrides}
+                row |= measure(cfg, base["student_model"], urls, eos, args.seconds)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
+def run_all(args: argparse.Namespace, teacher_dir: Path, student: str) -> list[dict]:
+    """One teacher server for every experiment but `block`, warmed by a discarded first measurement."""
     base = {"student_model": student, "actor_num_cpus": 0.5, "gamma_max": 16, "max_new_tokens": 64}
     base |= {"student_kv_cache_gib": args.kv_cache_gib, "teacher_kv_cache_gib": args.kv_cache_gib}
-    settings = EXPERIMENTS[name]
-    rows = []
-    server_cfg = RunConfig(**base, adaptive_gamma=True)  # room for the longest adaptive draft
     with contextlib.ExitStack() as stack:
-        shared = None if name == "block" else stack.enter_context(teacher(server_cfg, teacher_dir))
-        if shared is not None:  # warm the shared teacher (its first batches compile); discarded
-            measure(RunConfig(**base, **next(iter(settings.values()))), student, *shared, args.seconds / 2)
-        for repeat in range(args.repeats):
-            for label, overrides in settings.items():
-                cfg = RunConfig(**base, **overrides)
-                with teacher(cfg, teacher_dir) if shared is None else contextlib.nullcontext(shared) as ue:
-                    row = {"experiment": name, "setting": label, "repeat": repeat, **overrides}
-                    row |= measure(cfg, student, *ue, args.seconds)
-                print(json.dumps(row), flush=True)
-                rows.append(row)
-    return rows
+        shared = None
+        if any(name != "block" for name in args.only):
+            server_cfg = RunConfig(**base, adaptive_gamma=True)  # room for the longest adaptive draft
+            shared = stack.enter_context(teacher(server_cfg, teacher_dir))
+            measure(RunConfig(**base), student, *shared, args.seconds / 2)  # first batches compile
+        return [r for name in args.only for r in run_experiment(name, args, base, shared, teacher_dir)]
 
 
 def table(rows: list[dict]) -> str:
@@ -167,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     models = RunConfig(teacher_model=args.teacher_model, student_model=args.student or "default")
     teacher_dir, student = resolve_models(models)
     ray.init(address="local", include_dashboard=False, log_to_driver=False)
-    rows = [r for name in args.only for r in run_experiment(name, args, teacher_dir, str(student))]
+    rows = run_all(args, teacher_dir, str(student))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

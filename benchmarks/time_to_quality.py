@@ -3,7 +3,7 @@ teacher) takes to reach a held-out draft acceptance target, per variant of the s
 run one after another in one invocation (same machine, same minutes).
 
     python -m benchmarks.time_to_quality                                  # defaults vs overlap + adaptive
-    python -m benchmarks.time_to_quality --variants "" "--overlap_groups=2" "--adaptive_gamma=true"
+    python -m benchmarks.time_to_quality --variants "" overlap_groups=2 adaptive_gamma=true
     python -m benchmarks.time_to_quality --target 0.5 -- --lr=3e-4       # flags after -- go to every run
 
 Each variant is a `trainer/main.py` run (its own teacher server, like `make run`) that evaluates every
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,7 +49,8 @@ def run_variant(flags: list[str], args: argparse.Namespace, run_dir: Path) -> di
     """Train until the target is reached (or the steps run out); stop the job there."""
     cmd = [sys.executable, "trainer/main.py", f"--output_dir={run_dir}", f"--eval_every={args.eval_every}"]
     cmd += [f"--steps={args.max_steps}", "--checkpoint_every=1000000", *args.extra, *flags]
-    run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, never a resumed one
+    run_dir.mkdir(parents=True)
     t0 = time.perf_counter()
     with open(run_dir / "console.log", "w") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -59,7 +61,11 @@ def run_variant(flags: list[str], args: argparse.Namespace, run_dir: Path) -> di
         wall = time.perf_counter() - t0
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)  # the trainer and the teacher server it started
-            proc.wait(timeout=120)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     if hit is None and proc.returncode != 0:
         raise SystemExit(f"{flags} failed (exit {proc.returncode}); see {run_dir / 'console.log'}")
     hit = hit or reached(records(run_dir), args.target)
@@ -72,8 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--variants",
         nargs="+",
-        default=["", "--overlap_groups=2 --adaptive_gamma=true"],
-        help='trainer flags per variant, one string each ("" = the defaults)',
+        default=["", "overlap_groups=2 adaptive_gamma=true"],
+        help='trainer settings per variant, one string each, without dashes ("" = the defaults)',
     )
     ap.add_argument("--target", type=float, default=0.6, help="held-out draft acceptance to reach")
     ap.add_argument("--eval_every", type=int, default=3)
@@ -83,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     rows = []
     for i, variant in enumerate(args.variants):
-        rows.append(run_variant(variant.split(), args, args.out / f"variant{i}"))
+        flags = [f"--{setting.removeprefix('--')}" for setting in variant.split()]
+        rows.append(run_variant(flags, args, args.out / f"variant{i}"))
         print(json.dumps(rows[-1]), flush=True)
     (args.out / "results.json").write_text(json.dumps({"target": args.target, "rows": rows}, indent=1))
     print(f"| variant | step reaching {args.target} | training s (no evals) | wall s from launch |")
