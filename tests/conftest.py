@@ -3,10 +3,12 @@ the same teacher loaded in transformers fp32 as the dense reference."""
 
 from __future__ import annotations
 
+import collections
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +20,18 @@ from shared.tiny_models import build_teacher_and_student
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MODEL_LEN = 256
 API_KEY = "test-key-123"
+
+# Every vLLM engine started by this run (in this process, servers, jobs, Ray actors) appends a line here;
+# the summary at the end counts them: start-ups are most of the suite's time.
+os.environ.setdefault("SKD_ENGINE_LOG", str(Path(tempfile.mkdtemp(prefix="skd-engines-")) / "starts.log"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    log = Path(os.environ["SKD_ENGINE_LOG"])
+    lines = log.read_text().splitlines() if log.exists() else []
+    kinds = collections.Counter(" ".join(line.split()[:2]) for line in lines)
+    detail = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+    terminalreporter.write_line(f"vLLM engine start-ups this run: {len(lines)} ({detail or 'none'})")
 
 
 @pytest.fixture(scope="session")

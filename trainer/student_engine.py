@@ -74,7 +74,9 @@ class StudentEngine:
             dtype=cfg.student_dtype,
             seed=cfg.seed,
             gpu_memory_utilization=0.5,
-            **engine_kwargs(max_model_len=max_model_len, kv_cache_gib=cfg.student_kv_cache_gib),
+            **engine_kwargs(
+                max_model_len=max_model_len, kv_cache_gib=cfg.student_kv_cache_gib, role="student"
+            ),
             **lora,
         )
         self.lora = None  # the LoRARequest of the current adapter (lora_transport=adapter)
