@@ -1,5 +1,5 @@
 # One entry point for people and CI. `make test` works from a fresh clone.
-.PHONY: setup run test lint bench
+.PHONY: setup run test test-quick lint bench
 
 setup:
 	bash scripts/setup.sh
@@ -10,6 +10,10 @@ run: setup
 test: setup
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest
+
+# the developer loop: everything but whole jobs, actors and extra servers (CI runs `make test`)
+test-quick: setup
+	.venv/bin/python -m pytest -m "not e2e"
 
 lint: setup
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

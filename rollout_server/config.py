@@ -59,6 +59,11 @@ class ServerConfig(BaseSettings):
     block_size: int | None = Field(None, ge=1, description="KV block size (CPU needs a multiple of 32).")
     enable_prefix_caching: bool = Field(True, description="Reuse the teacher's cached prefix across rounds.")
     max_num_seqs: int = Field(256, ge=1, description="Sequences the engine batches at once.")
+    enforce_eager: bool = Field(
+        False,
+        description="No torch.compile or CUDA graphs: the engine starts in seconds instead of up to a minute "
+        "and serves slower (quick trials, tests).",
+    )
     max_memory_gib: float | None = Field(
         None,
         gt=0,

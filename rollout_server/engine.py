@@ -178,6 +178,7 @@ class TeacherEngine:
                 kv_cache_gib=config.kv_cache_gib,
                 block_size=config.block_size,
                 tensor_parallel_size=config.tensor_parallel_size,
+                enforce_eager=config.enforce_eager,
                 role="teacher",
             ),
         )

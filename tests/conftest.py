@@ -21,9 +21,24 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_MODEL_LEN = 256
 API_KEY = "test-key-123"
 
+# Engines started for one test run eager (no torch.compile): ~2 s instead of 9-40 s each, same outputs.
+# The shared teacher server below and the compose stack (tests/test_deploy.py) run compiled, as users run
+# them. RunConfig reads SKD_ENFORCE_EAGER (student engines, a self-started teacher), also in job subprocesses.
+os.environ.setdefault("SKD_ENFORCE_EAGER", "1")
 # Every vLLM engine started by this run (in this process, servers, jobs, Ray actors) appends a line here;
 # the summary at the end counts them: start-ups are most of the suite's time.
 os.environ.setdefault("SKD_ENGINE_LOG", str(Path(tempfile.mkdtemp(prefix="skd-engines-")) / "starts.log"))
+
+
+# Tests that use these start Ray or a server of their own: end to end (`-m "not e2e"` skips them), as are
+# those marked `e2e` where they are defined (whole jobs as subprocesses).
+E2E_FIXTURES = {"ray_cluster", "auth_server", "tight_server", "compose_stack"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if E2E_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.e2e)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -49,13 +64,14 @@ def _free_port() -> int:
 class Server:
     """A `python -m rollout_server` subprocess."""
 
-    def __init__(self, model: Path, log: Path, *extra: str):
+    def __init__(self, model: Path, log: Path, *extra: str, eager: bool = True):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "0-1")}
         cmd = [sys.executable, "-m", "rollout_server", "--model", str(model), "--port", str(self.port)]
         cmd += ["--dtype", "float32", "--max-model-len", str(MAX_MODEL_LEN), "--kv-cache-gib", "0.25", *extra]
+        cmd += ["--enforce-eager"] if eager else []
         self._start = lambda: subprocess.Popen(
             cmd, stdout=log.open("a"), stderr=subprocess.STDOUT, env=env, cwd=ROOT
         )
@@ -101,7 +117,7 @@ class Server:
 def teacher_server(tiny_models, tmp_path_factory):
     log = tmp_path_factory.mktemp("logs") / "teacher.log"
     limits = ["--max-items-per-request", "4000", "--max-tokens-per-request", "200000"]
-    with Server(tiny_models["teacher"], log, *limits) as srv:
+    with Server(tiny_models["teacher"], log, *limits, eager=False) as srv:  # compiled, as users run it
         yield srv
 
 
@@ -110,6 +126,16 @@ def auth_server(tiny_models, tmp_path_factory):
     log = tmp_path_factory.mktemp("logs") / "auth.log"
     with Server(tiny_models["teacher"], log, "--api-key", API_KEY) as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the whole run (jobs run in-process with `main()` join it)."""
+    import ray
+
+    ray.init(address="local", include_dashboard=False, num_cpus=4, log_to_driver=False)
+    yield
+    ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,13 @@ from tests.conftest import API_KEY, MAX_MODEL_LEN
 GOOD = {"context_ids": [5, 6, 7], "draft_ids": [8, 9]}
 
 
-def _engine_requests(http) -> float:
+def _counter(http, name: str) -> float:
     text = http.get("/metrics").text
-    return float(re.search(r"^skd_engine_requests_total (\S+)$", text, re.M).group(1))
+    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
+
+
+def _engine_requests(http) -> float:
+    return _counter(http, "skd_engine_requests_total")
 
 
 BAD_VERIFY = [
@@ -82,7 +86,12 @@ def test_health_info_docs_metrics(http):
     assert info["vocab_size"] == 512 and info["max_model_len"] == MAX_MODEL_LEN and info["prefix_caching"]
     assert "/verify" in http.get("/openapi.json").json()["paths"]
     assert http.get("/docs").status_code == 200
-    http.post("/verify", json={"items": [GOOD], "top_k": 10**6})
+    committed = _counter(http, "skd_tokens_committed_total")
+    resp = http.post("/verify", json={"items": [GOOD], "top_k": 10**6})  # K beyond the vocabulary: all kept
+    assert resp.status_code == 200, resp.text
+    (item,) = resp.json()["items"]
+    assert item["num_accepted"] == 2 and item["token_ids"] == GOOD["draft_ids"]
+    assert _counter(http, "skd_tokens_committed_total") - committed == 2  # this request's 2 tokens
     text = http.get("/metrics").text
     for name in (
         "skd_requests_total",
@@ -93,7 +102,6 @@ def test_health_info_docs_metrics(http):
         "skd_request_latency_seconds_bucket",
     ):
         assert name in text
-    assert float(re.search(r"^skd_tokens_committed_total (\S+)$", text, re.M).group(1)) >= 2
 
 
 def test_api_key_protects_everything_but_health(auth_server, teacher_server):

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.reference import assert_equal_but_for_rounding
 from trainer.losses import sparse_kd_loss, token_nll
 
 V, N = 50, 16
+EPS = torch.finfo(torch.float32).eps
 
 
 def _setup(seed: int = 0, k: int = 8):
@@ -57,7 +59,7 @@ def test_top_k_targets_equal_the_bucketed_dense_divergence(kind):
     torch.testing.assert_close(got.double(), ref, atol=1e-5, rtol=1e-4)
     if kind == "forward_kl":  # coarsening can only lose information: a lower bound on the full KL
         full = _dense(teacher, student, kind)
-        assert (got.double() <= full + 1e-6).all()
+        assert (got.double() <= full * (1 + 64 * EPS)).all()  # up to fp32 rounding
 
 
 def test_gradient_matches_dense_forward_kl():
@@ -67,17 +69,17 @@ def test_gradient_matches_dense_forward_kl():
     sparse_kd_loss(a, ids, teacher).sum().backward()
     b = student_logits.clone().requires_grad_()
     torch.nn.functional.kl_div(torch.log_softmax(b, -1), teacher, log_target=True, reduction="sum").backward()
-    torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4)
+    assert_equal_but_for_rounding(a.grad, b.grad)  # the same gradient, other formulas
 
 
 def test_loss_is_zero_when_student_equals_teacher_and_padding_is_ignored():
     teacher, _, ids, top_lp = _setup(k=6)
     loss = sparse_kd_loss(teacher.clone(), ids, top_lp)
-    assert loss.abs().max() < 1e-5
+    assert loss.abs().max() < 64 * EPS  # rounding of terms that sum to the mass, 1
     padded_ids = torch.cat([ids, torch.full((N, 3), -1)], -1)
     padded_lp = torch.cat([top_lp, torch.zeros(N, 3)], -1)
     _, student_logits, _, _ = _setup(2)
-    torch.testing.assert_close(
+    assert_equal_but_for_rounding(  # exact zeros added, but sums over 9 rather than 6 vectorise otherwise
         sparse_kd_loss(student_logits, padded_ids, padded_lp), sparse_kd_loss(student_logits, ids, top_lp)
     )
 

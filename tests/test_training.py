@@ -17,13 +17,6 @@ from trainer.methods import METHODS, TeacherSampling
 from trainer.types import Prompt, Sample
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(address="local", include_dashboard=False, num_cpus=4, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _base(tiny_models, teacher_server, out: Path, **kw) -> list[str]:
     cfg = {
         "teacher_model": tiny_models["teacher"],
@@ -49,12 +42,15 @@ def _records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_skd_learns_end_to_end(ray_cluster, tiny_models, teacher_server, tmp_path):
-    """Loss falls and the held-out acceptance rate rises over a few dozen steps; outputs are complete."""
+def test_skd_learns_end_to_end(ray_cluster, tiny_models, teacher_server, tmp_path, trained_batches):
+    """Loss falls and the held-out acceptance rate rises over a few dozen steps; the batches mix accepted
+    student tokens and teacher replacements; outputs are complete."""
     out = tmp_path / "run"
     main(
         _base(tiny_models, teacher_server, out, steps=24, eval_every=12, checkpoint_every=12, max_staleness=4)
     )
+    assert len(trained_batches) == 24
+    _check_skd_samples([s for b in trained_batches for s in b])
     records = _records(out)
     losses = [r["train/loss"] for r in records if "train/loss" in r]
     evals = [r for r in records if "eval/acceptance" in r]
@@ -148,8 +144,61 @@ def test_a_new_users_first_run(ray_cluster, tiny_models, teacher_server, tmp_pat
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_000002"]  # save_total_limit=1
 
 
+@pytest.fixture()
+def trained_batches(monkeypatch) -> list[list[Sample]]:
+    """The batches the in-driver learner trains on, recorded as they pass (the learner runs unchanged)."""
+    from trainer.learner import Learner
+
+    batches, train_step = [], Learner.train_step
+
+    def recording(self, batch):
+        batches.append(list(batch))
+        return train_step(self, batch)
+
+    monkeypatch.setattr(Learner, "train_step", recording)
+    return batches
+
+
+def _check_skd_samples(samples: list[Sample]) -> None:
+    """Student drafts kept up to the first token outside the teacher's top-K, which the teacher replaced:
+    every committed token is an accepted draft token or one replacement per rejecting round."""
+    for s in samples:
+        assert s.kind == "kd" and len(s.teacher_topk_ids) == len(s.response_ids) > 0
+        assert 0 <= s.num_accepted <= s.num_drafted and s.num_accepted <= len(s.response_ids)
+    accepted = sum(s.num_accepted for s in samples)
+    replaced = sum(len(s.response_ids) - s.num_accepted for s in samples)
+    assert accepted > 0 and replaced > 0, (accepted, replaced)  # the batch mixes both
+
+
+def _check_method(method: str, samples: list[Sample], references: dict[tuple, list[int]]) -> None:
+    """What each method is for, on the samples the learner trained on."""
+    kd = [s for s in samples if s.kind == "kd"]
+    assert all(len(s.teacher_topk_ids) == len(s.teacher_topk_logprobs) == len(s.response_ids) for s in kd)
+    if method == "on_policy":  # K = vocab: the student's whole response, nothing replaced
+        assert all(s.num_accepted == s.num_drafted == len(s.response_ids) > 0 for s in samples)
+    elif method == "teacher_sampling":  # K = 0: every token sampled by the teacher, none drafted
+        assert all(s.num_drafted == s.num_accepted == 0 and s.response_ids for s in samples)
+    elif method in ("supervised_kd", "sft"):  # the reference response of the sample's own prompt
+        assert all(s.response_ids == references[tuple(s.prompt_ids)] for s in samples)
+        assert all(s.num_drafted == 0 for s in samples)
+        assert {s.kind for s in samples} == {"kd" if method == "supervised_kd" else "sft"}
+        assert all(not s.teacher_topk_ids for s in samples if s.kind == "sft")
+    elif method == "mixed":  # supervised KD with probability mixed_lambda, else SKD
+        by_method = {m: [s for s in samples if s.method == m] for m in ("supervised_kd", "skd")}
+        assert by_method["supervised_kd"] and by_method["skd"], [s.method for s in samples]
+        _check_method("supervised_kd", by_method["supervised_kd"], references)
+        assert all(s.num_drafted > 0 for s in by_method["skd"])
+    assert {s.method for s in samples} <= {method, "supervised_kd", "skd"}
+
+
 @pytest.mark.parametrize("method", ["on_policy", "teacher_sampling", "supervised_kd", "sft", "mixed"])
-def test_each_method_runs(ray_cluster, tiny_models, teacher_server, tmp_path, method):
+def test_each_method_trains_on_what_it_is_for(
+    ray_cluster, tiny_models, teacher_server, tmp_path, trained_batches, method
+):
+    from transformers import AutoTokenizer
+
+    from trainer.prompts import load_prompts
+
     data = tmp_path / "train.jsonl"
     data.write_text(
         "".join(
@@ -157,12 +206,22 @@ def test_each_method_runs(ray_cluster, tiny_models, teacher_server, tmp_path, me
         )
     )
     out = tmp_path / "run"
-    main(_base(tiny_models, teacher_server, out, method=method, steps=2, train_data=data, eval_every=2,
-               eval_at_start=False, checkpoint_every=2))  # fmt: skip
+    args = _base(tiny_models, teacher_server, out, method=method, steps=2, train_data=data, eval_every=2,
+                 eval_at_start=False, checkpoint_every=2)  # fmt: skip
+    main(args)
     records = _records(out)
-    losses = [r["train/loss"] for r in records if "train/loss" in r]
-    assert len(losses) == 2 and all(loss == loss and loss >= 0 for loss in losses)
+    steps = [r for r in records if "train/loss" in r]
+    assert len(steps) == 2 and all(r["train/loss"] == r["train/loss"] and r["train/loss"] >= 0 for r in steps)
     assert any("eval/kl" in r for r in records)
+    assert len(trained_batches) == 2 and all(len(b) == 4 for b in trained_batches)
+    for record, batch in zip(steps, trained_batches):  # the step's metrics describe the batch trained
+        assert sum(v for k, v in record.items() if k.startswith("train/samples_")) == len(batch)
+        assert record["train/tokens"] == sum(len(s.response_ids) for s in batch)
+    prompts, _, _ = load_prompts(
+        parse_args(args), AutoTokenizer.from_pretrained(tiny_models["student"]), needs_reference=True
+    )
+    references = {tuple(p.prompt_ids): p.reference_ids for p in prompts}
+    _check_method(method, [s for b in trained_batches for s in b], references)
 
 
 def test_weight_push_changes_what_actors_generate(ray_cluster, tiny_models, teacher_server):
@@ -293,9 +352,13 @@ def test_config_file_and_overrides(tmp_path):
     assert cfg.teacher_urls == ["http://a:1", "http://b:2"]
 
 
-def test_missing_model_dir_fails_before_any_work(tmp_path):
+def test_missing_model_dir_fails_before_any_work(tiny_models, tmp_path):
     with pytest.raises(SystemExit, match="not a Hugging Face model directory"):
         main([f"--teacher_model={tmp_path}", f"--student_model={tmp_path}", f"--output_dir={tmp_path / 'o'}"])
+    with pytest.raises(SystemExit, match="student_model /nonexistent/model is not a Hugging Face model dir"):
+        main([f"--teacher_model={tiny_models['teacher']}", "--student_model=/nonexistent/model",
+              f"--output_dir={tmp_path / 'o2'}"])  # fmt: skip
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
 
 
 def test_unreachable_teacher_fails_fast(ray_cluster, tiny_models, tmp_path):
@@ -381,6 +444,7 @@ def test_feeder_sends_stream_positions_and_keeps_dataset_indices(ray_cluster):
     assert got[2].position == 7
 
 
+@pytest.mark.e2e
 def test_sigterm_stops_the_job_and_everything_it_started(tiny_models, tmp_path):
     """`ray job stop` / `docker stop` send SIGTERM: the job unwinds, stopping its actors, its own teacher
     server and its local Ray cluster; nothing it started outlives it."""
@@ -416,7 +480,8 @@ def test_sigterm_stops_the_job_and_everything_it_started(tiny_models, tmp_path):
             return ""
 
     started = psutil.Process(proc.pid).children(recursive=True)
-    assert any("rollout_server" in command(p) for p in started)  # its own teacher
+    teachers = [command(p) for p in started if "rollout_server" in command(p)]
+    assert teachers and "--enforce-eager" in teachers[0]  # its own teacher, eager as SKD_ENFORCE_EAGER asks
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=120)
     err = log.read_text()

@@ -185,6 +185,12 @@ class RunConfig(BaseSettings):
     actor_num_gpus: float = Field(0.0, ge=0, description="Ray GPUs per actor (student engine).")
     student_dtype: str = Field("bfloat16", description="dtype of the actors' vLLM student engines.")
     student_kv_cache_gib: float = Field(1.0, gt=0)
+    enforce_eager: bool = Field(
+        False,
+        description="Run the student engines (and a self-started teacher server) without torch.compile or "
+        "CUDA graphs: start-up in seconds instead of up to a minute, slower generation. For quick trials "
+        "and tests; SKD_ENFORCE_EAGER=1 sets it from the environment.",
+    )
     max_actor_restarts: int = Field(
         3, ge=0, description="Dead rollout actors replaced over the run (their prompts issued again)."
     )

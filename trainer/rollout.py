@@ -3,7 +3,9 @@
 - `RolloutWorker`: the body of one Ray actor. It keeps up to `max_inflight_per_actor` sequences in flight,
   pulled from the shared prompt queue (pull-based: a faster actor takes more). One round groups them by
   method and runs each group's step (`trainer.methods`) concurrently; finished sequences go on the sample
-  queue tagged with the weight version that started them. New weights arrive between rounds. With
+  queue tagged with the weight version that started them. New weights arrive between rounds: the actor
+  awaits a push's buckets (an async actor never blocks its event loop in `ray.get`), then loads them in one
+  synchronous engine call, during which nothing else runs. With
   `overlap_groups` > 1 the sequences are split into that many lanes, each running its own rounds: while
   one lane waits for the teacher, another drafts on the student engine.
 - `RolloutGroup`: the driver's handle on all actors: start them, push weights, stop them, and replace a
@@ -28,6 +30,15 @@ from trainer.types import Prompt
 from trainer.weights import iter_tensors, unpack
 
 logger = logging.getLogger(__name__)
+
+
+async def _fetched(parts: list) -> list[dict]:
+    """A push's buckets: object refs awaited (views of the object store, not copies), packed dicts as is."""
+
+    async def one(part):
+        return await part if isinstance(part, ray.ObjectRef) else part
+
+    return list(await asyncio.gather(*map(one, parts)))
 
 
 def _totals(seqs: list[Sequence]) -> dict[str, int]:
@@ -69,31 +80,36 @@ class RolloutWorker:
         self.pending = (weights_version, weights) if weights else None  # a replacement actor's first weights
         self.lanes: list[list[Sequence]] = [[] for _ in range(cfg.overlap_groups)]
         self._refilling = asyncio.Lock()  # prompts taken from the queue are in a lane when it is free
+        self._loading = asyncio.Lock()  # one weight load at a time, in the order pushes arrive
         self.stopping = False
         self.stats = {"samples": 0, "rounds": 0, "drafted": 0, "accepted": 0, "tokens": 0, "weight_loads": 0}
 
     # --- control -----------------------------------------------------------------------------------
 
-    def update_weights(self, version: int, parts: list | dict, apply_now: bool = False) -> float:
+    async def update_weights(self, version: int, parts: list | dict, apply_now: bool = False) -> float:
         """Weights as `trainer.weights` buckets (packed dicts or object refs of them, or one packed dict);
         they take effect before the next round (never inside one), or now; returns the load time if now."""
         self.pending = (version, parts)
-        return self._apply_pending_weights() if apply_now else 0.0
+        return await self._apply_pending_weights() if apply_now else 0.0
 
-    def _apply_pending_weights(self) -> float:
-        if self.pending is None:
-            return 0.0
-        start = time.perf_counter()
-        (version, parts), self.pending = self.pending, None
-        parts = parts if isinstance(parts, list) else [parts]
-        first = ray.get(parts[0]) if isinstance(parts[0], ray.ObjectRef) else parts[0]
-        if "adapter_config" in first:  # lora_transport=adapter
-            self.env.student.load_adapter(version, unpack(first), first["adapter_config"])
-        else:
-            self.env.student.load_weights(iter_tensors(parts))
-        self.version = version
-        self.stats["weight_loads"] += 1
-        elapsed = time.perf_counter() - start
+    async def _apply_pending_weights(self) -> float:
+        """Load the pending weights, if any (the time taken: fetching and loading). Other coroutines run
+        while the buckets are fetched; the load itself is one engine call, which blocks the event loop, so
+        no lane's round is at an engine call meanwhile."""
+        async with self._loading:
+            if self.pending is None:
+                return 0.0
+            start = time.perf_counter()
+            (version, parts), self.pending = self.pending, None
+            parts = await _fetched(parts if isinstance(parts, list) else [parts])
+            first = parts[0]
+            if "adapter_config" in first:  # lora_transport=adapter
+                self.env.student.load_adapter(version, unpack(first), first["adapter_config"])
+            else:
+                self.env.student.load_weights(iter_tensors(parts), partial=first.get("partial", False))
+            self.version = version
+            self.stats["weight_loads"] += 1
+            elapsed = time.perf_counter() - start
         logger.debug("actor %d: loaded weights of step %d in %.3f s", self.actor, version, elapsed)
         return elapsed
 
@@ -140,7 +156,7 @@ class RolloutWorker:
     async def _run_lane(self, lane: int) -> None:
         seqs = self.lanes[lane]
         while not self.stopping:
-            self._apply_pending_weights()  # between rounds: no engine call is in progress (calls block)
+            await self._apply_pending_weights()  # between this lane's rounds
             await self._refill(lane)
             if not seqs:
                 await asyncio.sleep(0.05)
@@ -165,15 +181,15 @@ class RolloutWorker:
 
     # --- evaluation support -------------------------------------------------------------------------
 
-    def generate_greedy(self, prompts: list[list[int]], max_tokens: int) -> tuple[int, list[list[int]]]:
+    async def generate_greedy(self, prompts: list[list[int]], max_tokens: int) -> tuple[int, list[list[int]]]:
         """The student's greedy responses with its current weights (applied first), and their version."""
-        self._apply_pending_weights()
+        await self._apply_pending_weights()
         return self.version, self.env.student.greedy(prompts, max_tokens)
 
     async def skd_acceptance(self, prompts: list[list[int]]) -> tuple[int, float]:
         """SKD rollouts of these prompts with the current weights, kept out of training and of the stats:
         the fraction of draft tokens the teacher accepted (the paper's acceptance rate), and the version."""
-        self._apply_pending_weights()
+        await self._apply_pending_weights()
         skd = Speculative(self.cfg.model_copy(update={"adaptive_gamma": False}))  # the rate at gamma
         seqs = [Sequence(Prompt(index=-1, prompt_ids=p), skd, self.version) for p in prompts]
         while active := [s for s in seqs if not s.done]:
@@ -191,8 +207,9 @@ class RolloutWorker:
         return {**self.stats, "version": self.version, "active": len(self.active)}
 
 
-def rollout_actor(cfg: RunConfig):
-    """The Ray actor class with the resources and environment a student engine needs."""
+def rollout_actor(cfg: RunConfig, worker: type[RolloutWorker] = RolloutWorker):
+    """The Ray actor class (of `worker`, `RolloutWorker` or a subclass of it) with the resources and
+    environment a student engine needs."""
     import ray
 
     from trainer.logs import actor_env
@@ -200,7 +217,7 @@ def rollout_actor(cfg: RunConfig):
     env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", **actor_env(cfg.log_level)}
     if "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
         env["VLLM_CPU_OMP_THREADS_BIND"] = os.environ["VLLM_CPU_OMP_THREADS_BIND"]
-    return ray.remote(RolloutWorker).options(
+    return ray.remote(worker).options(
         num_cpus=cfg.actor_num_cpus,
         num_gpus=cfg.actor_num_gpus,
         max_concurrency=4,

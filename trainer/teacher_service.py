@@ -79,6 +79,8 @@ def teacher_service(
     cmd += ["--log-level", "warning"]
     if cfg.teacher_block_size is not None:
         cmd += ["--block-size", str(cfg.teacher_block_size)]
+    if cfg.enforce_eager:
+        cmd += ["--enforce-eager"]
     env = {k: v for k, v in os.environ.items() if k != "ROLLOUT_API_KEY"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     if cfg.teacher_api_key:

@@ -1,18 +1,21 @@
 """How weights travel from the learner to the actors: numpy buckets through the Ray object store.
 
 The one interface: the learner yields the weights as a stream of packed buckets (`buckets`), the driver puts
-each into the object store as it comes (`RolloutGroup.push_weights`), and an actor streams them into its
-engine in one `reload_weights` pass (`iter_tensors`), fetching one bucket at a time. So neither side ever
-holds a second full copy in process memory, however large the student, and the same path works on one node
-and across nodes (the object store moves the buckets).
+each into the object store as it comes (`RolloutGroup.push_weights`), and an actor awaits them (its event
+loop keeps running meanwhile) and streams them into its engine in one `reload_weights` pass (`iter_tensors`).
+An actor's buckets are views of the object store's shared memory, not copies, so neither side ever holds a
+second full copy in process memory, however large the student, and the same path works on one node and
+across nodes (the object store moves the buckets).
 
 - Ray hands numpy arrays to every reader as zero-copy views of shared memory, while torch tensors are
   unpickled (copied) by each actor. bfloat16, which numpy lacks, travels as its raw 16-bit pattern.
 - FSDP-sharded weights are gathered one tensor at a time (`full_tensors`, a collective on every rank).
 - LoRA: the engines run plain HF weights, so adapters are merged into their base weights on the way out
   (`merged`), and only the modules that carry adapters are sent (the base is frozen and the engines
-  started from it), with their fused siblings (vLLM loads q/k/v and gate/up as one tensor). Or, with
-  `lora_transport=adapter`, only the adapter travels (`adapter_bucket`) into engines running vLLM's LoRA.
+  started from it), with their fused siblings (vLLM loads q/k/v and gate/up as one tensor); such a push
+  says so (`partial` in its buckets). Or, with `lora_transport=adapter`, only the adapter travels
+  (`adapter_bucket`) into engines running vLLM's LoRA.
+- A tied head (`tie_word_embeddings`) is not sent: it is the input embedding, which is.
 
 A GPU path (NCCL broadcast from rank 0 straight into the engines' parameters, as TRL and OpenRLHF do) would
 plug in at `RolloutGroup.push_weights`; it is not built, as it cannot be exercised without GPUs.
@@ -44,18 +47,19 @@ def pack(state_dict: dict[str, torch.Tensor], dtype: torch.dtype) -> dict:
 
 
 def buckets(
-    named: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype, bucket_bytes: float
+    named: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype, bucket_bytes: float, partial: bool = False
 ) -> Iterator[dict]:
-    """Packed buckets of about `bucket_bytes`, made as the tensors arrive."""
+    """Packed buckets of about `bucket_bytes`, made as the tensors arrive. `partial`: the push carries only
+    some of the model's weights (the others stay as the engines have them)."""
     arrays, size = {}, 0
     for name, t in named:
         arrays[name] = _to_numpy(t, dtype)
         size += arrays[name].nbytes
         if size >= bucket_bytes:
-            yield {"dtype": str(dtype).removeprefix("torch."), "arrays": arrays}
+            yield {"dtype": str(dtype).removeprefix("torch."), "arrays": arrays, "partial": partial}
             arrays, size = {}, 0
     if arrays:
-        yield {"dtype": str(dtype).removeprefix("torch."), "arrays": arrays}
+        yield {"dtype": str(dtype).removeprefix("torch."), "arrays": arrays, "partial": partial}
 
 
 def unpack(packed: dict) -> dict[str, torch.Tensor]:
@@ -67,13 +71,11 @@ def unpack(packed: dict) -> dict[str, torch.Tensor]:
     return {k: t.view(dtype) if dtype in _RAW else t for k, t in tensors.items()}
 
 
-def iter_tensors(parts: list) -> Iterator[tuple[str, torch.Tensor]]:
-    """An actor's view of a push: (name, tensor) over buckets given as packed dicts or object refs, each
-    fetched only when the engine reaches it."""
-    import ray
-
+def iter_tensors(parts: list[dict]) -> Iterator[tuple[str, torch.Tensor]]:
+    """An actor's view of a push: (name, tensor) over its buckets (packed dicts, already fetched: an async
+    actor awaits object refs rather than blocking its event loop in `ray.get`)."""
     for part in parts:
-        yield from unpack(ray.get(part) if isinstance(part, ray.ObjectRef) else part).items()
+        yield from unpack(part).items()
 
 
 def adapter_bucket(
