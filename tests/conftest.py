@@ -25,6 +25,7 @@ API_KEY = "test-key-123"
 # The shared teacher server below and the compose stack (tests/test_deploy.py) run compiled, as users run
 # them. RunConfig reads SKD_ENFORCE_EAGER (student engines, a self-started teacher), also in job subprocesses.
 os.environ.setdefault("SKD_ENFORCE_EAGER", "1")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # else Ray may turn token auth on (../shared/PLATFORM.md)
 # Every vLLM engine started by this run (in this process, servers, jobs, Ray actors) appends a line here;
 # the summary at the end counts them: start-ups are most of the suite's time.
 os.environ.setdefault("SKD_ENGINE_LOG", str(Path(tempfile.mkdtemp(prefix="skd-engines-")) / "starts.log"))
@@ -32,7 +33,7 @@ os.environ.setdefault("SKD_ENGINE_LOG", str(Path(tempfile.mkdtemp(prefix="skd-en
 
 # Tests that use these start Ray or a server of their own: end to end (`-m "not e2e"` skips them), as are
 # those marked `e2e` where they are defined (whole jobs as subprocesses).
-E2E_FIXTURES = {"ray_cluster", "auth_server", "tight_server", "compose_stack"}
+E2E_FIXTURES = {"ray_cluster", "second_server", "compose_stack"}
 
 
 def pytest_collection_modifyitems(items):
@@ -122,9 +123,12 @@ def teacher_server(tiny_models, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def auth_server(tiny_models, tmp_path_factory):
-    log = tmp_path_factory.mktemp("logs") / "auth.log"
-    with Server(tiny_models["teacher"], log, "--api-key", API_KEY) as srv:
+def second_server(tiny_models, tmp_path_factory):
+    """A second server for the tests that need another one: another model (the student's weights, same
+    vocabulary), an API key, and tight admission and body limits."""
+    log = tmp_path_factory.mktemp("logs") / "second.log"
+    limits = ["--max-queued-requests", "2", "--max-body-mb", "32", "--max-items-per-request", "1024"]
+    with Server(tiny_models["student"], log, "--api-key", API_KEY, *limits) as srv:
         yield srv
 
 

@@ -180,20 +180,19 @@ def test_preflight_passes_on_the_real_teacher_and_names_each_failure(tiny_models
         chat_templates(tiny_models["teacher"], tok2)
 
 
-@pytest.mark.e2e
-def test_preflight_stops_a_job_on_disagreeing_replicas(tiny_models, teacher_server, tmp_path):
+def test_preflight_stops_a_job_on_disagreeing_replicas(tiny_models, teacher_server, second_server, tmp_path):
     """A job given a teacher and a server of another model (same vocabulary) stops before any work: before
     connecting to Ray (its address answers TCP, which the early address check needs, but is no Ray head)."""
-    from tests.conftest import Server
+    from tests.conftest import API_KEY
     from trainer.main import main
 
-    log = tmp_path / "other.log"
-    with Server(tiny_models["student"], log) as other, pytest.raises(SystemExit, match="'replicas_agree'"):
+    with pytest.raises(SystemExit, match="'replicas_agree'"):
         main(
             [
                 f"--teacher_model={tiny_models['teacher']}",
                 f"--student_model={tiny_models['student']}",
-                f"--teacher_urls=[{teacher_server.url},{other.url}]",
+                f"--teacher_urls=[{teacher_server.url},{second_server.url}]",
+                f"--teacher_api_key={API_KEY}",  # the second server's; the first takes any
                 f"--output_dir={tmp_path / 'run'}",
                 f"--ray_address=127.0.0.1:{teacher_server.port}",  # reachable, but not Ray
             ]
@@ -255,11 +254,14 @@ def test_a_run_survives_teachers_dying_and_restarting_and_an_actor_dying(tiny_mo
 
     from tests.conftest import Server
 
-    with (
-        Server(tiny_models["teacher"], tmp_path / "t1.log") as t1,
-        Server(tiny_models["teacher"], tmp_path / "t2.log") as t2,
-    ):
-        job = Job(tiny_models, tmp_path / "run", f"--teacher_urls=[{t1.url},{t2.url}]", "--steps=20",
+    steps = 14
+    t1, t2 = (Server(tiny_models["teacher"], tmp_path / f"t{i}.log") for i in (1, 2))  # both start at once
+    with contextlib.ExitStack() as started:
+        for server in (t1, t2):
+            started.callback(server.stop)
+        t1.wait_ready()
+        t2.wait_ready()
+        job = Job(tiny_models, tmp_path / "run", f"--teacher_urls=[{t1.url},{t2.url}]", f"--steps={steps}",
                   "--num_rollout_actors=2", "--teacher_outage_s=120")  # fmt: skip
         job.wait_step(2)
         actors = actor_pids(job.proc.pid)
@@ -271,18 +273,18 @@ def test_a_run_survives_teachers_dying_and_restarting_and_an_actor_dying(tiny_mo
         t1.proc.wait()
         t1.restart()
         t1.wait_ready()
-        assert job.steps()[-1] < 20, "the run ended before the outage was over"
+        assert job.steps()[-1] < steps, "the run ended before the outage was over"
         err = job.finish()
     assert "died: replaced; " in err and "is away" in err and "outage over" in err, err[-3000:]
-    assert job.steps() == list(range(1, 21))
+    assert job.steps() == list(range(1, steps + 1))
     trained_exactly_once(tmp_path / "run")
 
 
 @pytest.mark.e2e
-def test_a_killed_job_leaves_nothing_behind_and_resumes_exactly(tiny_models, tmp_path):
+def test_a_killed_job_leaves_nothing_behind_and_resumes_exactly(tiny_models, teacher_server, tmp_path):
     """`kill -9` of the driver: its teacher server and its Ray processes die with it; the API key was
-    never on a command line. `--resume` continues from the last checkpoint without duplicated metrics or
-    prompts, and the key is in no output."""
+    never on a command line. `--resume` (here on the shared teacher) continues from the last checkpoint
+    without duplicated metrics or prompts, and the key is in no output."""
     import psutil
 
     key = "k-" + "9" * 20
@@ -301,7 +303,8 @@ def test_a_killed_job_leaves_nothing_behind_and_resumes_exactly(tiny_models, tmp
         assert time.monotonic() < deadline, [command(p)[:100] for p in alive]
         time.sleep(0.5)
 
-    resumed = Job(tiny_models, out, *args, "--resume", env={"SKD_TEACHER_API_KEY": key})
+    resumed = Job(tiny_models, out, *args, "--resume", f"--teacher_urls=[{teacher_server.url}]",
+                  env={"SKD_TEACHER_API_KEY": key})  # fmt: skip
     resumed.finish()
     assert resumed.steps() == list(range(1, 9))  # steps 4-5 written once, by the resumed run
     trained_exactly_once(out)

@@ -104,8 +104,8 @@ def test_health_info_docs_metrics(http):
         assert name in text
 
 
-def test_api_key_protects_everything_but_health(auth_server, teacher_server):
-    url = auth_server.url
+def test_api_key_protects_everything_but_health(second_server, teacher_server):
+    url = second_server.url
     assert httpx.get(url + "/health").status_code == 200
     for method, path in [("GET", "/info"), ("GET", "/metrics"), ("GET", "/docs"), ("GET", "/openapi.json"),
                          ("POST", "/verify"), ("POST", "/score"), ("POST", "/generate")]:  # fmt: skip

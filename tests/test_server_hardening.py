@@ -20,7 +20,7 @@ from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.conftest import ROOT, Server
+from tests.conftest import API_KEY, ROOT
 
 GOOD = {"items": [{"context_ids": [5, 6, 7], "draft_ids": [8, 9]}], "seed": 0}
 
@@ -68,24 +68,17 @@ def test_openapi_schema_holds_no_server_errors(teacher_server):
     assert not failures, "\n\n".join(failures)
 
 
-# --- admission and body limits (one server of this module with tight limits) ----------------------------
+# --- admission and body limits (the session's second server: tight limits, an API key) -------------------
 
-MAX_QUEUED = 2
-
-
-@pytest.fixture(scope="module")
-def tight_server(tiny_models, tmp_path_factory):
-    log = tmp_path_factory.mktemp("logs") / "tight.log"
-    limits = ["--max-queued-requests", str(MAX_QUEUED), "--max-body-mb", "32"]
-    limits += ["--max-items-per-request", "1024"]
-    with Server(tiny_models["teacher"], log, *limits) as srv:
-        yield srv
+MAX_QUEUED = 2  # its --max-queued-requests
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def _open_request(port: int, headers: str) -> socket.socket:
     """A request whose headers are sent and whose body is not (yet)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
-    s.sendall(f"POST /verify HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{headers}\r\n".encode())
+    head = f"POST /verify HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{headers}"
+    s.sendall(f"{head}Authorization: Bearer {API_KEY}\r\n\r\n".encode())
     return s
 
 
@@ -102,13 +95,13 @@ def _response(s: socket.socket) -> tuple[str, str]:
 
 
 def _metric(url: str, name: str) -> float:
-    text = httpx.get(url + "/metrics").text
+    text = httpx.get(url + "/metrics", headers=AUTH).text
     found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
     return float(found.group(1)) if found else 0.0
 
 
-def test_admission_is_bounded_and_answers_503_with_retry_after(tight_server):
-    url, port = tight_server.url, tight_server.port
+def test_admission_is_bounded_and_answers_503_with_retry_after(second_server):
+    url, port = second_server.url, second_server.port
     body = json.dumps(GOOD).encode()
     before = _metric(url, 'skd_requests_refused_total{reason="overloaded"}')
     # MAX_QUEUED requests admitted and still sending their bodies: the server is full
@@ -118,12 +111,14 @@ def test_admission_is_bounded_and_answers_503_with_retry_after(tight_server):
     deadline = time.monotonic() + 10
     while _metric(url, "skd_requests_admitted") < MAX_QUEUED and time.monotonic() < deadline:
         time.sleep(0.05)
-    busy = httpx.post(url + "/verify", json=GOOD)
+    busy = httpx.post(url + "/verify", json=GOOD, headers=AUTH)
     assert busy.status_code == 503, busy.text
     assert int(busy.headers["retry-after"]) >= 1 and "max-queued-requests" in busy.json()["detail"]
-    assert httpx.post(url + "/score", json={"items": [{"token_ids": [1, 2]}]}).status_code == 503
+    assert (
+        httpx.post(url + "/score", json={"items": [{"token_ids": [1, 2]}]}, headers=AUTH).status_code == 503
+    )
     for path in ("/health", "/info", "/metrics"):  # never refused
-        assert httpx.get(url + path).status_code == 200, path
+        assert httpx.get(url + path, headers=AUTH).status_code == 200, path
     assert _metric(url, 'skd_requests_refused_total{reason="overloaded"}') == before + 2
     assert _metric(url, 'skd_requests_total{route="/verify",status="503"}') >= 1
     # the held requests finish normally, and their slots are free again
@@ -132,7 +127,7 @@ def test_admission_is_bounded_and_answers_503_with_retry_after(tight_server):
         head, answer = _response(s)
         assert head.startswith("HTTP/1.1 200"), head + answer
         s.close()
-    assert httpx.post(url + "/verify", json=GOOD).status_code == 200
+    assert httpx.post(url + "/verify", json=GOOD, headers=AUTH).status_code == 200
 
 
 def test_content_length_over_the_limit_answers_413_before_the_body_is_sent(teacher_server):
@@ -144,9 +139,9 @@ def test_content_length_over_the_limit_answers_413_before_the_body_is_sent(teach
     assert httpx.get(teacher_server.url + "/health").status_code == 200
 
 
-def test_streamed_body_over_the_limit_answers_413(tight_server):
+def test_streamed_body_over_the_limit_answers_413(second_server):
     """A chunked body has no Content-Length: it is counted as it arrives and refused at the limit."""
-    s = _open_request(tight_server.port, "Transfer-Encoding: chunked\r\n")
+    s = _open_request(second_server.port, "Transfer-Encoding: chunked\r\n")
     chunk = b"[" + b"1," * 32767 + b"1]"  # 64 KiB
     sent = 0
     with s:
@@ -159,13 +154,13 @@ def test_streamed_body_over_the_limit_answers_413(tight_server):
         head, body = _response(s)
     assert head.startswith("HTTP/1.1 413"), head
     assert json.loads(body)["detail"][0]["type"] == "too_large"
-    assert httpx.get(tight_server.url + "/health").status_code == 200
+    assert httpx.get(second_server.url + "/health").status_code == 200
 
 
-def test_health_answers_promptly_while_a_large_body_is_parsed(tight_server):
+def test_health_answers_promptly_while_a_large_body_is_parsed(second_server):
     """A 13 MiB body (12,000 items: over the item limit, so 413 once parsed) took 1.3 s of the event
     loop when FastAPI parsed it; it is parsed in a worker process, and /health answers meanwhile."""
-    url = tight_server.url
+    url = second_server.url
     body = json.dumps({"items": [{"context_ids": list(range(3, 253))} for _ in range(12_000)]}).encode()
     latencies: list[float] = []
     stop = threading.Event()
@@ -183,11 +178,15 @@ def test_health_answers_promptly_while_a_large_body_is_parsed(tight_server):
     try:
         time.sleep(0.3)
         for _ in range(2):  # the first also starts the parser process
-            resp = httpx.post(url + "/verify", content=body, headers={"content-type": "application/json"})
+            resp = httpx.post(
+                url + "/verify", content=body, headers={"content-type": "application/json", **AUTH}
+            )
             assert resp.status_code == 413 and resp.json()["detail"][0]["loc"] == ["body", "items"]
         parsing = len(latencies)  # polls while only parsing ran
         valid = {"items": [{"context_ids": list(range(3, 253)), "draft_ids": [7]}] * 600, "seed": 1}
-        resp = httpx.post(url + "/verify", json=valid, timeout=300)  # > 1 MiB: the worker's path
+        resp = httpx.post(
+            url + "/verify", json=valid, headers=AUTH, timeout=300
+        )  # > 1 MiB: the worker's path
         assert resp.status_code == 200 and len(resp.json()["items"]) == 600
     finally:
         time.sleep(0.2)
