@@ -1,6 +1,7 @@
 """Weight pushes as a user sees them, on a real rollout actor (Ray, its vLLM student engine): the engine runs
-the pushed weights, a full push of a tied-head student and a LoRA-merged partial push print none of vLLM's
-"not loaded" warnings nor Ray's blocking-get warning, and a push that really misses a weight still warns."""
+the pushed weights (its own weights pushed back change nothing; a LoRA-merged push; a changed model); a full
+push of a tied-head student and a LoRA-merged partial push print none of vLLM's "not loaded" warnings nor
+Ray's blocking-get warning, and a push that really misses a weight still warns."""
 
 from __future__ import annotations
 
@@ -70,7 +71,14 @@ def test_pushes_take_effect_quietly_and_a_missing_weight_still_warns(ray_cluster
     actor = rollout_actor(cfg, RecordedWorker).remote(
         cfg, str(tied_student), [NO_TEACHER], (Queue(), Queue()), 0, [2]
     )
-    _, before = ray.get(actor.generate_greedy.remote(PROMPTS, 4))
+    version, before = ray.get(actor.generate_greedy.remote(PROMPTS, 4))
+    assert version == 0
+
+    # 0. the student's own weights pushed back change nothing (the rotary cache, which no push carries, and
+    # the tied head are intact)
+    same = Learner(cfg, tied_student)
+    ray.get(_push(actor, 1, list(same.weight_buckets(torch.float32)), apply_now=True))
+    assert ray.get(actor.generate_greedy.remote(PROMPTS, 4)) == (1, before)
 
     # 1. LoRA merged: only the adapted modules travel (a partial push), loaded now
     lora = Learner(cfg.model_copy(update={"lora_rank": 8}), tied_student)
@@ -82,9 +90,9 @@ def test_pushes_take_effect_quietly_and_a_missing_weight_still_warns(ray_cluster
     buckets = list(lora.weight_buckets(torch.float32))
     sent = {name for b in buckets for name in b["arrays"]}
     assert all(b["partial"] for b in buckets) and "model.norm.weight" not in sent
-    assert ray.get(_push(actor, 1, buckets, apply_now=True)) > 0
+    assert ray.get(_push(actor, 2, buckets, apply_now=True)) > 0
     version, after = ray.get(actor.generate_greedy.remote(PROMPTS, 4))
-    assert version == 1 and [a[0] for a in after] == _argmax(lora.lm, PROMPTS) and after != before
+    assert version == 2 and [a[0] for a in after] == _argmax(lora.lm, PROMPTS) and after != before
 
     # 2. the full student with its tied embedding negated (the head is not sent: it is the embedding), loaded
     # before the next greedy call. The logits are then those of the base model (both signs flip), while a
@@ -97,17 +105,17 @@ def test_pushes_take_effect_quietly_and_a_missing_weight_still_warns(ray_cluster
     buckets = list(full.weight_buckets(torch.float32))
     sent = {name for b in buckets for name in b["arrays"]}
     assert not any(b["partial"] for b in buckets) and "lm_head.weight" not in sent
-    _push(actor, 2, buckets)
+    _push(actor, 3, buckets)
     version, pushed = ray.get(actor.generate_greedy.remote(PROMPTS, 4))
-    assert version == 2 and [a[0] for a in pushed] == _argmax(full.lm, PROMPTS)
+    assert version == 3 and [a[0] for a in pushed] == _argmax(full.lm, PROMPTS)
     assert not [line for line in ray.get(actor.warnings.remote()) if any(n in line for n in NOISE)]
 
     # 3. a full push that lacks a weight is a real failure: it still warns (the engine keeps that weight)
     for b in buckets:
         b["arrays"].pop("model.norm.weight", None)
-    ray.get(_push(actor, 3, buckets, apply_now=True))
+    ray.get(_push(actor, 4, buckets, apply_now=True))
     lines = ray.get(actor.warnings.remote())
     assert any(line.endswith("RMSNorm: Failed to load weights") for line in lines), lines
     assert any("were not loaded from checkpoint: {'model.norm.weight'}" in line for line in lines), lines
-    assert ray.get(actor.generate_greedy.remote(PROMPTS, 4)) == (3, pushed)  # norm unchanged by push 2
+    assert ray.get(actor.generate_greedy.remote(PROMPTS, 4)) == (4, pushed)  # norm unchanged by push 3
     ray.kill(actor)
