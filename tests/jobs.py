@@ -8,6 +8,15 @@ import json
 import time
 
 
+def job_args(tiny_models, out, *args: str) -> list[str]:
+    """A small whole job on the tiny models (its own teacher unless `--teacher_urls` is given)."""
+    return [f"--teacher_model={tiny_models['teacher']}", f"--student_model={tiny_models['student']}",
+            "--student_dtype=float32", "--teacher_dtype=float32",
+            "--student_kv_cache_gib=0.25", "--teacher_kv_cache_gib=0.25", "--max_new_tokens=16",
+            "--max_prompt_len=96", "--batch_size=4", "--max_inflight_per_actor=4", "--max_staleness=1000",
+            "--eval_at_start=false", "--eval_every=1000", f"--output_dir={out}", *args]  # fmt: skip
+
+
 class Job:
     """`python trainer/main.py ...` as a subprocess, as `ray job submit` or a user would start it."""
 
@@ -19,16 +28,17 @@ class Job:
         from tests.conftest import ROOT
 
         self.out, self.log = out, out.parent / f"job-{time.time_ns()}.log"
-        cmd = [sys.executable, str(ROOT / "trainer" / "main.py"), f"--teacher_model={tiny_models['teacher']}",
-               f"--student_model={tiny_models['student']}", "--student_dtype=float32",
-               "--teacher_dtype=float32",
-               "--student_kv_cache_gib=0.25", "--teacher_kv_cache_gib=0.25", "--max_new_tokens=16",
-               "--max_prompt_len=96", "--batch_size=4", "--max_inflight_per_actor=4", "--max_staleness=1000",
-               "--eval_at_start=false", "--eval_every=1000", f"--output_dir={out}", *args]  # fmt: skip
+        cmd = [sys.executable, str(ROOT / "trainer" / "main.py"), *job_args(tiny_models, out, *args)]
         env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": "0-1", **(env or {})}
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log.open("w")
         )
+
+    def children(self) -> list:
+        """Every process the job has started so far (its teacher, Ray, the actors)."""
+        import psutil
+
+        return psutil.Process(self.proc.pid).children(recursive=True)
 
     def steps(self) -> list[int]:
         """The training steps recorded so far (a line being written is skipped)."""
@@ -73,6 +83,16 @@ def actor_pids(job_pid: int) -> list[int]:
     import psutil
 
     return [p.pid for p in psutil.Process(job_pid).children(recursive=True) if "RolloutWorker" in command(p)]
+
+
+def wait_gone(processes, timeout_s: float = 30) -> None:
+    """Each process exits (Ray's own processes exit as its shutdown completes)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    while alive := [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
+        assert time.monotonic() < deadline, [command(p)[:120] for p in alive]
+        time.sleep(0.5)
 
 
 def command(p) -> str:

@@ -335,6 +335,7 @@ def _service_commands(env: dict) -> dict[str, dict]:
         ]
         out[name] = {
             "command": cmd,
+            "healthcheck": (svc.get("healthcheck") or {}).get("test"),
             "environment": {k: v or "" for k, v in (svc.get("environment") or {}).items()},
         }
     return out
@@ -368,14 +369,11 @@ def compose_stack(tiny_models, tmp_path_factory):
         return proc
 
     try:
+        teacher = start("teacher", "teacher.log")  # as compose does: it needs no Ray, so it starts at once
         start("ray-head", "head.log")
-        _wait(
-            lambda: httpx.get("http://127.0.0.1:8265/api/version", timeout=2).status_code == 200,
-            "ray head",
-            tmp / "head.log",
-        )
+        head_ready = [sys.executable, *services["ray-head"]["healthcheck"][1:]]  # as compose runs it
+        _wait(lambda: subprocess.run(head_ready, cwd=ROOT).returncode == 0, "ray head", tmp / "head.log")
         start("ray-worker", "worker.log")
-        teacher = start("teacher", "teacher.log")
         _wait(
             lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200,
             "teacher",

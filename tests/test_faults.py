@@ -17,7 +17,7 @@ import pytest
 
 from shared.client import TeacherClient, TeacherUnavailable
 from shared.protocol import VerifyRequest
-from tests.jobs import Job, actor_pids, command, trained_exactly_once
+from tests.jobs import Job, actor_pids, command, job_args, trained_exactly_once, wait_gone
 from tests.proxy import FaultyProxy
 
 
@@ -281,33 +281,57 @@ def test_a_run_survives_teachers_dying_and_restarting_and_an_actor_dying(tiny_mo
 
 
 @pytest.mark.e2e
-def test_a_killed_job_leaves_nothing_behind_and_resumes_exactly(tiny_models, teacher_server, tmp_path):
-    """`kill -9` of the driver: its teacher server and its Ray processes die with it; the API key was
-    never on a command line. `--resume` (here on the shared teacher) continues from the last checkpoint
-    without duplicated metrics or prompts, and the key is in no output."""
-    import psutil
+def test_a_stopped_or_killed_job_leaves_nothing_behind_and_resumes_exactly(
+    ray_cluster, tiny_models, teacher_server, tmp_path, monkeypatch
+):
+    """SIGTERM (`ray job stop`, `docker stop`) unwinds the job: its actors, its own teacher server (eager, as
+    SKD_ENFORCE_EAGER asks) and its local Ray cluster stop with it. `kill -9` of the driver: the same die with
+    it. The API key is never on a command line. `--resume` continues from the last checkpoint each time, here
+    with a 2-worker learner group (FSDP2 over gloo): the step, the data position and the AdamW moments carry
+    over, no metric or prompt is duplicated, and the key is in no output."""
+    import signal
+
+    import torch
+
+    from trainer.main import main
 
     key = "k-" + "9" * 20
     out = tmp_path / "run"
-    args = ["--checkpoint_every=3", "--steps=8"]
-    job = Job(tiny_models, out, *args, env={"SKD_TEACHER_API_KEY": key})
-    job.wait_step(5)
-    started = psutil.Process(job.proc.pid).children(recursive=True)
-    commands = [command(p) for p in started]
-    assert any("rollout_server" in c for c in commands) and any("raylet" in c for c in commands)
-    assert not [c for c in commands if key in c]
-    job.proc.kill()
-    job.proc.wait()
-    deadline = time.monotonic() + 30
-    while alive := [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
-        assert time.monotonic() < deadline, [command(p)[:100] for p in alive]
-        time.sleep(0.5)
+    args = ["--checkpoint_every=3", "--steps=9", "--num_learner_workers=2", "--learner_num_cpus=0.5"]
 
-    resumed = Job(tiny_models, out, *args, "--resume", f"--teacher_urls=[{teacher_server.url}]",
-                  env={"SKD_TEACHER_API_KEY": key})  # fmt: skip
-    resumed.finish()
-    assert resumed.steps() == list(range(1, 9))  # steps 4-5 written once, by the resumed run
+    def stop(job: Job, sig: int, after_step: int) -> tuple[list[str], str]:
+        job.wait_step(after_step)
+        started = job.children()
+        commands = [command(p) for p in started]
+        assert any("rollout_server" in c for c in commands) and any("raylet" in c for c in commands)
+        assert not [c for c in commands if key in c]
+        job.proc.send_signal(sig)
+        job.proc.wait(timeout=120)
+        wait_gone(started)
+        return commands, job.log.read_text()
+
+    job = Job(tiny_models, out, *args, env={"SKD_TEACHER_API_KEY": key})
+    commands, err = stop(job, signal.SIGTERM, 4)
+    assert job.proc.returncode == 1 and "stopped by signal 15" in err, (job.proc.returncode, err[-3000:])
+    assert "--enforce-eager" in next(c for c in commands if "rollout_server" in c)
+    first = torch.load(out / "checkpoints" / "step_000003" / "trainer_state.pt", weights_only=False)
+    assert first["step"] == 3 and first["data"]["position"] > 0
+    with pytest.raises(SystemExit, match="already holds a run"):
+        main(job_args(tiny_models, out, *args))
+
+    stop(Job(tiny_models, out, *args, "--resume", env={"SKD_TEACHER_API_KEY": key}), signal.SIGKILL, 7)
+    assert (out / "checkpoints" / "step_000006").is_dir()
+
+    monkeypatch.setenv("SKD_TEACHER_API_KEY", key)
+    main(job_args(tiny_models, out, *args, "--resume", f"--teacher_urls=[{teacher_server.url}]"))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train = {r["step"]: r for r in records if "train/loss" in r}
+    assert [r["step"] for r in records if "train/loss" in r] == list(range(1, 10))  # each step written once
+    assert train[4]["data/position"] >= first["data"]["position"]  # the stream went on where it stopped
     trained_exactly_once(out)
+    final = torch.load(out / "checkpoints" / "step_000009" / "trainer_state.pt", weights_only=False)
+    assert final["step"] == 9
+    assert final["optimizer"]["state"]["lm.model.embed_tokens.weight"]["step"] == 9  # moments carried over
     for path in out.rglob("*"):
         if path.is_file() and path.suffix in (".md", ".jsonl", ".json", ".log", ".yaml"):
             assert key not in path.read_text(errors="ignore"), path

@@ -69,28 +69,6 @@ def test_skd_learns_end_to_end(ray_cluster, tiny_models, teacher_server, tmp_pat
     assert model.config.vocab_size == 512 and (final / "trainer_state.pt").exists()
 
 
-def test_resume_continues_at_the_right_step_and_data_position(
-    ray_cluster, tiny_models, teacher_server, tmp_path
-):
-    """Also the whole job with a 2-worker learner group (FSDP2 over gloo), checkpointing and resuming."""
-    out = tmp_path / "run"
-    args = _base(tiny_models, teacher_server, out, eval_at_start=False, eval_every=100, checkpoint_every=3,
-                 num_learner_workers=2, learner_num_cpus=0.5)  # fmt: skip
-    main([*args, "--steps=3"])
-    state = torch.load(out / "checkpoints" / "step_000003" / "trainer_state.pt", weights_only=False)
-    assert state["step"] == 3 and state["data"]["position"] > 0
-    with pytest.raises(SystemExit, match="already holds a run"):
-        main([*args, "--steps=5"])
-    main([*args, "--steps=5", "--resume"])
-    records = [r for r in _records(out) if "train/loss" in r]
-    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
-    assert records[3]["data/position"] >= state["data"]["position"]
-    resumed = torch.load(out / "checkpoints" / "step_000005" / "trainer_state.pt", weights_only=False)
-    assert resumed["step"] == 5
-    moments = resumed["optimizer"]["state"]["lm.model.embed_tokens.weight"]
-    assert moments["step"] == 5  # AdamW moments carried over, not restarted
-
-
 def test_a_new_users_first_run_on_low_memory_settings(
     ray_cluster, tiny_models, teacher_server, tmp_path, monkeypatch
 ):
@@ -408,54 +386,6 @@ def test_feeder_sends_stream_positions_and_keeps_dataset_indices(ray_cluster):
     got = q.get_nowait_batch(3)  # the two in flight first, then the stream goes on
     assert [(p.position, p.index) for p in got[:2]] == [(5, sent[5].index), (6, sent[6].index)]
     assert got[2].position == 7
-
-
-@pytest.mark.e2e
-def test_sigterm_stops_the_job_and_everything_it_started(tiny_models, tmp_path):
-    """`ray job stop` / `docker stop` send SIGTERM: the job unwinds, stopping its actors, its own teacher
-    server and its local Ray cluster; nothing it started outlives it."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import psutil
-
-    from tests.conftest import ROOT
-
-    out = tmp_path / "run"
-    cmd = [sys.executable, str(ROOT / "trainer" / "main.py"), f"--teacher_model={tiny_models['teacher']}",
-           f"--student_model={tiny_models['student']}", "--student_dtype=float32", "--teacher_dtype=float32",
-           "--student_kv_cache_gib=0.25", "--teacher_kv_cache_gib=0.25", "--max_new_tokens=16",
-           "--max_prompt_len=96", "--batch_size=4", "--steps=10000", "--eval_at_start=false",
-           f"--output_dir={out}"]  # fmt: skip
-    env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "0-1")}
-    log = tmp_path / "stderr.log"  # a file, not a pipe: a full pipe would block the job
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
-    deadline = time.monotonic() + 300
-    while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().strip()):
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "the job never finished a step"
-        time.sleep(0.5)
-
-    def command(p: psutil.Process) -> str:
-        try:
-            return " ".join(p.cmdline())
-        except psutil.Error:  # exited meanwhile
-            return ""
-
-    started = psutil.Process(proc.pid).children(recursive=True)
-    teachers = [command(p) for p in started if "rollout_server" in command(p)]
-    assert teachers and "--enforce-eager" in teachers[0]  # its own teacher, eager as SKD_ENFORCE_EAGER asks
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=120)
-    err = log.read_text()
-    assert proc.returncode == 1 and "stopped by signal 15" in err, (proc.returncode, err[-3000:])
-    deadline = time.monotonic() + 30  # Ray's own processes exit as its shutdown completes
-    while alive := [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
-        assert time.monotonic() < deadline, [command(p)[:120] for p in alive]
-        time.sleep(0.5)
 
 
 def test_a_teacher_outage_beyond_the_limit_stops_the_run_with_a_checkpoint(
