@@ -371,7 +371,7 @@ def compose_stack(tiny_models, tmp_path_factory):
     try:
         teacher = start("teacher", "teacher.log")  # as compose does: it needs no Ray, so it starts at once
         start("ray-head", "head.log")
-        head_ready = [sys.executable, *services["ray-head"]["healthcheck"][1:]]  # as compose runs it
+        head_ready = [sys.executable, *services["ray-head"]["healthcheck"][2:]]  # ["CMD", "python", ...]
         _wait(lambda: subprocess.run(head_ready, cwd=ROOT).returncode == 0, "ray head", tmp / "head.log")
         start("ray-worker", "worker.log")
         _wait(
