@@ -23,6 +23,7 @@ from pathlib import Path
 import ray
 import torch
 
+from shared import reaper
 from trainer.config import RunConfig
 from trainer.methods import METHODS
 from trainer.models import ensure_default_teacher, ensure_pruned_student
@@ -149,4 +150,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

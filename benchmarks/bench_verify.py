@@ -32,6 +32,7 @@ import numpy as np
 
 from rollout_server.config import ServerConfig
 from rollout_server.engine import TeacherEngine
+from shared import reaper
 from shared.client import TeacherClient
 from shared.protocol import Usage, VerifyItem, VerifyRequest
 
@@ -269,4 +270,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     asyncio.run(main())

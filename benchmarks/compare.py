@@ -15,9 +15,10 @@ Parts, in the order they run:
 - the summary: `results.json` (every run's eval curve and the tokens it trained on), `summary.md` (final mean
   and spread per method) and a plot per metric over steps (mean over seeds, min-max band).
 
-A run that exists already (its `metrics.jsonl` ends with the final evaluation) is read, not re-run, so an
-interrupted comparison continues where it stopped (`--fresh` starts over); `--report` summarizes the runs
-finished so far without starting anything.
+A run that exists already (its `metrics.jsonl` ends with the final evaluation) is read, not re-run, and an
+interrupted one continues from its last checkpoint (one per evaluation), so a second call goes on where the
+first stopped; runs made with other settings start over (`--fresh`: all of them). `--quick` writes to its own
+dir. `--report` summarizes the runs finished so far without starting anything.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +36,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from shared import reaper
 from trainer.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,12 +70,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--teacher_model", default="default")
     p.add_argument("--student_model", default="default")
-    p.add_argument("--out", type=Path, default=ROOT / "outputs" / "compare")
+    p.add_argument(
+        "--out", type=Path, default=None, help="default outputs/compare (--quick: outputs/compare-quick)"
+    )
     p.add_argument("--quick", action="store_true", help="1 seed, 2 steps, 8 held-out prompts: a smoke run")
     p.add_argument("--fresh", action="store_true", help="re-run runs that finished before")
     p.add_argument("--report", action="store_true", help="summarize the runs finished so far; start nothing")
     p.add_argument("extra", nargs="*", help="more trainer flags for every run, after --, e.g. -- --lr=1e-4")
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = ROOT / "outputs" / ("compare-quick" if args.quick else "compare")
     if args.quick:
         args.seeds, args.steps, args.eval_every, args.num_eval_prompts = args.seeds[:1], 2, 2, 8
         args.max_new_tokens = min(args.max_new_tokens, 16)
@@ -96,7 +103,7 @@ def trainer_flags(
         f"--eval_every={args.eval_every}",
         f"--num_eval_prompts={args.num_eval_prompts}",
         f"--max_new_tokens={args.max_new_tokens}",
-        f"--checkpoint_every={args.steps}",
+        f"--checkpoint_every={args.eval_every}",  # an interrupted run continues from its last evaluation
         "--save_total_limit=1",
         "--preflight=false",  # checked once here: same teacher, same student for every run
         *args.extra,
@@ -116,20 +123,40 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def run_one(args: argparse.Namespace, method: str, seed: int, urls: list[str], student: Path) -> dict:
-    """Train one (method, seed) to the budget, or read it if done; its eval curve and what it trained on."""
+    """Train one (method, seed) to the budget, or read it if done; its eval curve and what it trained on.
+
+    An unfinished run continues from its last checkpoint (`--resume=true`); one made with other settings
+    (another budget, `--quick`, other flags) or stopped before its first checkpoint starts over."""
     run_dir = args.out / method / f"seed{seed}"
+    flags = trainer_flags(args, method, seed, urls, student)
+    plan = [f for f in flags if not f.startswith("--teacher_urls=")]  # the teacher's port changes per call
     if args.fresh or not finished(run_dir, args.steps):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "trainer/main.py", f"--output_dir={run_dir}"]
-        cmd += trainer_flags(args, method, seed, urls, student)
+        checkpoint = prepare_run_dir(run_dir, plan, args.fresh)
+        cmd = [sys.executable, "trainer/main.py", f"--output_dir={run_dir}", *flags]
+        cmd.append("--resume=true" if checkpoint else "--resume=false")
         t0 = time.perf_counter()
-        with open(run_dir / "console.log", "w") as log:
+        with open(run_dir / "console.log", "a") as log:
             rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
         if rc != 0:
             tail = (run_dir / "console.log").read_text().splitlines()[-15:]
             raise SystemExit(f"{method} seed {seed} failed (exit {rc}):\n" + "\n".join(tail))
-        (run_dir / "wall_s").write_text(f"{time.perf_counter() - t0:.1f}\n")
+        (run_dir / "wall_s").write_text(f"{time.perf_counter() - t0:.1f}\n")  # the last (or only) part
     return read_run(args, method, seed)
+
+
+def prepare_run_dir(run_dir: Path, plan: list[str], fresh: bool) -> Path | None:
+    """The checkpoint an unfinished run of this `plan` continues from; None after clearing a run made with
+    other settings, or stopped before its first checkpoint (nothing in it to keep), or when `fresh`."""
+    from trainer.learner import latest_checkpoint
+
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    planned = run_dir / "plan.json"
+    if fresh or checkpoint is None or not planned.exists() or json.loads(planned.read_text()) != plan:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        checkpoint = None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    planned.write_text(json.dumps(plan, indent=0))
+    return checkpoint
 
 
 def read_run(args: argparse.Namespace, method: str, seed: int) -> dict:
@@ -283,4 +310,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from shared import reaper
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -170,4 +172,5 @@ def draft_figures(r: dict, base: dict) -> dict:
 
 
 if __name__ == "__main__":
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

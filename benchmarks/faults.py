@@ -6,10 +6,12 @@ Run A: a job on two teacher servers with two rollout actors. At step 2 one actor
        is restarted. Run B: a job with its own teacher is killed (-9) at step 5, then resumed.
 
     python -m benchmarks.faults            # ~5 min on 2 CPUs
+    python -m benchmarks.faults --runs B --json faults.json
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -22,6 +24,7 @@ from pathlib import Path
 import psutil
 import torch
 
+from shared import reaper
 from shared.tiny_models import build_teacher_and_student
 from tests.conftest import Server
 from tests.jobs import Job, actor_pids, command
@@ -129,13 +132,22 @@ def run_b(models: dict, tmp: Path) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--runs", nargs="+", choices=["A", "B"], default=["A", "B"], help="which runs (default both)"
+    )
+    ap.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = ap.parse_args(argv)
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0-1")
+    runs = {"A": run_a, "B": run_b}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         models = build_teacher_and_student(tmp / "models")
-        result = {"A": run_a(models, tmp), "B": run_b(models, tmp)}
-    print(json.dumps(_rounded(result), indent=2))
+        result = _rounded({name: runs[name](models, tmp) for name in args.runs})
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
 
 
 def _rounded(x):
@@ -145,4 +157,5 @@ def _rounded(x):
 
 
 if __name__ == "__main__":
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from shared import reaper
+
 SETTINGS = {
     "fp32": {},
     "bf16": {"learner_dtype": "bf16"},
@@ -198,4 +200,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

@@ -31,6 +31,7 @@ import numpy as np
 import psutil
 
 from benchmarks.bench_verify import prompts, teacher_path
+from shared import reaper
 
 
 def rss_mib(proc: psutil.Process) -> dict[str, float]:
@@ -211,4 +212,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from shared import reaper
 from shared.skd import in_top_k
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,4 +174,5 @@ def system_throughput(seconds: float, cfg, teacher_dir: Path, student: str) -> l
 
 
 if __name__ == "__main__":
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

@@ -30,6 +30,7 @@ import httpx
 import ray
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared import reaper
 from trainer.config import RunConfig
 from trainer.methods import METHODS
 
@@ -186,4 +187,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

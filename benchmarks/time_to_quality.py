@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from shared import reaper
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -102,4 +104,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from shared import reaper
+
 SHM = Path("/dev/shm/skd-vllm-lora")
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -259,4 +261,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

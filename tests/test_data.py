@@ -115,12 +115,26 @@ def test_gsm8k_sample():
 
 
 def test_dialogsum_sample():
-    examples = load_examples(f"dialogsum:{SAMPLES / 'dialogsum.jsonl'}", split="eval")
+    examples = load_examples(f"dialogsum:{SAMPLES / 'dialogsum.jsonl'}")
     assert len(examples) == 5 and all(e.task == "dialogsum" for e in examples)
     e = examples[1]
     assert e.prompt.startswith("Summarize the dialogue") and "flickers" in e.prompt
     assert e.reference.startswith("#Person1# returns a flickering lamp")
     assert score_response(e, e.reference) == {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0}
+
+
+def test_a_task_file_holds_out_rows_instead_of_evaluating_on_its_training_rows():
+    """TASK:PATH is one file: no eval split of its own, so num_eval_prompts rows are held out of training."""
+    from trainer.config import RunConfig
+    from trainer.prompts import load_examples_for
+    from trainer.tasks import NoEvalSplit
+
+    spec = f"gsm8k:{SAMPLES / 'gsm8k.jsonl'}"
+    with pytest.raises(NoEvalSplit):
+        load_examples(spec, split="eval")
+    train, evals, origin = load_examples_for(RunConfig(train_data=spec, num_eval_prompts=2))
+    assert (len(train), len(evals)) == (3, 2) and "held out" in origin
+    assert not {e.source for e in train} & {e.source for e in evals}
 
 
 def test_flores_sample(tmp_path):

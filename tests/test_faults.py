@@ -254,7 +254,7 @@ def test_a_run_survives_teachers_dying_and_restarting_and_an_actor_dying(tiny_mo
 
     from tests.conftest import Server
 
-    steps = 14
+    steps = 11
     t1, t2 = (Server(tiny_models["teacher"], tmp_path / f"t{i}.log") for i in (1, 2))  # both start at once
     with contextlib.ExitStack() as started:
         for server in (t1, t2):
@@ -286,9 +286,9 @@ def test_a_stopped_or_killed_job_leaves_nothing_behind_and_resumes_exactly(
 ):
     """SIGTERM (`ray job stop`, `docker stop`) unwinds the job: its actors, its own teacher server (eager, as
     SKD_ENFORCE_EAGER asks) and its local Ray cluster stop with it. `kill -9` of the driver: the same die with
-    it. The API key is never on a command line. `--resume` continues from the last checkpoint each time, here
-    with a 2-worker learner group (FSDP2 over gloo): the step, the data position and the AdamW moments carry
-    over, no metric or prompt is duplicated, and the key is in no output."""
+    it. The API key is never on a command line. The same command again continues from the last
+    checkpoint, the last time into a 2-worker learner group (FSDP2 over gloo): the step, the data position
+    and the AdamW moments carry over, no metric or prompt is duplicated, and the key is in no output."""
     import signal
 
     import torch
@@ -297,7 +297,7 @@ def test_a_stopped_or_killed_job_leaves_nothing_behind_and_resumes_exactly(
 
     key = "k-" + "9" * 20
     out = tmp_path / "run"
-    args = ["--checkpoint_every=3", "--steps=9", "--num_learner_workers=2", "--learner_num_cpus=0.5"]
+    args = ["--checkpoint_every=2", "--steps=6"]
 
     def stop(job: Job, sig: int, after_step: int) -> tuple[list[str], str]:
         job.wait_step(after_step)
@@ -311,27 +311,29 @@ def test_a_stopped_or_killed_job_leaves_nothing_behind_and_resumes_exactly(
         return commands, job.log.read_text()
 
     job = Job(tiny_models, out, *args, env={"SKD_TEACHER_API_KEY": key})
-    commands, err = stop(job, signal.SIGTERM, 4)
+    commands, err = stop(job, signal.SIGTERM, 3)
     assert job.proc.returncode == 1 and "stopped by signal 15" in err, (job.proc.returncode, err[-3000:])
     assert "--enforce-eager" in next(c for c in commands if "rollout_server" in c)
-    first = torch.load(out / "checkpoints" / "step_000003" / "trainer_state.pt", weights_only=False)
-    assert first["step"] == 3 and first["data"]["position"] > 0
-    with pytest.raises(SystemExit, match="already holds a run"):
-        main(job_args(tiny_models, out, *args))
+    first = torch.load(out / "checkpoints" / "step_000002" / "trainer_state.pt", weights_only=False)
+    assert first["step"] == 2 and first["data"]["position"] > 0
+    with pytest.raises(SystemExit, match="already holds an unfinished run"):  # resume=false: never
+        main(job_args(tiny_models, out, *args, "--resume=false"))
 
-    stop(Job(tiny_models, out, *args, "--resume", env={"SKD_TEACHER_API_KEY": key}), signal.SIGKILL, 7)
-    assert (out / "checkpoints" / "step_000006").is_dir()
+    # the same command again (resume=auto) continues the unfinished run
+    stop(Job(tiny_models, out, *args, env={"SKD_TEACHER_API_KEY": key}), signal.SIGKILL, 5)
+    assert (out / "checkpoints" / "step_000004").is_dir()
 
     monkeypatch.setenv("SKD_TEACHER_API_KEY", key)
-    main(job_args(tiny_models, out, *args, "--resume", f"--teacher_urls=[{teacher_server.url}]"))
+    group = ["--num_learner_workers=2", "--learner_num_cpus=0.5"]  # a checkpoint may change N on resume
+    main(job_args(tiny_models, out, *args, *group, "--resume", f"--teacher_urls=[{teacher_server.url}]"))
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train = {r["step"]: r for r in records if "train/loss" in r}
-    assert [r["step"] for r in records if "train/loss" in r] == list(range(1, 10))  # each step written once
-    assert train[4]["data/position"] >= first["data"]["position"]  # the stream went on where it stopped
+    assert [r["step"] for r in records if "train/loss" in r] == list(range(1, 7))  # each step written once
+    assert train[3]["data/position"] >= first["data"]["position"]  # the stream went on where it stopped
     trained_exactly_once(out)
-    final = torch.load(out / "checkpoints" / "step_000009" / "trainer_state.pt", weights_only=False)
-    assert final["step"] == 9
-    assert final["optimizer"]["state"]["lm.model.embed_tokens.weight"]["step"] == 9  # moments carried over
+    final = torch.load(out / "checkpoints" / "step_000006" / "trainer_state.pt", weights_only=False)
+    assert final["step"] == 6
+    assert final["optimizer"]["state"]["lm.model.embed_tokens.weight"]["step"] == 6  # moments carried over
     for path in out.rglob("*"):
         if path.is_file() and path.suffix in (".md", ".jsonl", ".json", ".log", ".yaml"):
             assert key not in path.read_text(errors="ignore"), path

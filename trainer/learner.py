@@ -258,6 +258,11 @@ def complete_checkpoints(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("step_*") if (p / STATE_FILE).exists())
 
 
+def checkpoint_step(checkpoint: Path) -> int:
+    """The step a checkpoint dir (`step_000030`) was written at."""
+    return int(checkpoint.name.removeprefix("step_"))
+
+
 def latest_checkpoint(directory: Path) -> Path | None:
     found = complete_checkpoints(directory)
     return found[-1] if found else None

@@ -83,12 +83,23 @@ def check_resources(cfg: RunConfig, cluster: dict[str, float]) -> None:
     ):
         learners = cfg.num_learner_workers * per_learner if cfg.num_learner_workers > 1 else 0.0
         need = learners + cfg.num_rollout_actors * per_actor
-        if need > cluster.get(res, 0.0) + 1e-9:
+        have = cluster.get(res, 0.0)
+        if need > have + 1e-9:
             r = res.lower()
+            learner_fix = f"--learner_num_{r}s=S " if learners else ""
+            users = (cfg.num_learner_workers if learners else 0) + cfg.num_rollout_actors
+            share = int(have / users * 100) / 100 if users else 0.0
+            fix = (
+                f"fractional shares fit them: {learner_fix}--actor_num_{r}s=S with S <= {share:g} "
+                f"(Ray counts the shares; the processes share the {r.upper()}s)"
+                if share > 0
+                else f"this cluster has no {res}s; set the *_num_{r}s to 0 or join a cluster that has them"
+            )
             raise ValueError(
                 f"num_learner_workers ({cfg.num_learner_workers}) x learner_num_{r}s ({per_learner}) "
                 f"+ num_rollout_actors ({cfg.num_rollout_actors}) x actor_num_{r}s ({per_actor}) "
-                f"= {need:g} {res}s, more than the Ray cluster's {cluster.get(res, 0.0):g}"
+                f"= {need:g} {res}s, more than the Ray cluster's {have:g}. Fix: {fix}, or fewer "
+                "num_learner_workers / num_rollout_actors, or a bigger cluster (--ray_address)"
             )
 
 

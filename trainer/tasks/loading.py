@@ -238,6 +238,8 @@ def _load_task(task: Task, arg: str, split: Split) -> list[Example]:
     if arg and task.parse_row and (path.suffix in FILE_FORMATS or path.is_file()):
         if not path.is_file():
             raise ValueError(f"{task.name}:{arg}: no such file")
+        if split == "eval":  # else the caller would evaluate on the very rows it trains on
+            raise NoEvalSplit(f"{task.name}:{arg} is one file: it has no eval split")
         return [_parse_row(task, row, where) for where, row in _file_rows(path)]
     if task.load is not None and not arg:
         return task.load(task, split)
