@@ -25,15 +25,15 @@ import torch
 
 from shared import reaper
 from trainer.config import RunConfig
+from trainer.data.tasks import load_examples
 from trainer.methods import METHODS
 from trainer.models import ensure_default_teacher, ensure_pruned_student
-from trainer.tasks import load_examples
 
 
 def rollout_throughput(seconds: float, student: str | None) -> list[dict]:
     """R1 for 1 and 2 actors against one teacher server (`benchmarks.rollout_speed.measure`)."""
     from benchmarks.rollout_speed import measure
-    from trainer.teacher_service import teacher_service
+    from trainer.teacher.service import teacher_service
 
     cfg = RunConfig(actor_num_cpus=0.5)
     teacher = ensure_default_teacher()
@@ -49,12 +49,12 @@ def rollout_throughput(seconds: float, student: str | None) -> list[dict]:
 def weight_push(repeats: int) -> dict:
     from ray.util.queue import Queue
 
-    from trainer.learner import Learner
-    from trainer.rollout import rollout_actor
+    from trainer.learner.local import LocalLearner
+    from trainer.rollout.worker import rollout_actor
 
     model = ensure_default_teacher()  # the 135M-parameter model itself plays the student here
     cfg = RunConfig(student_dtype="bfloat16", actor_num_cpus=0.5)
-    learner = Learner(cfg, model)
+    learner = LocalLearner(cfg, model)
     params = sum(p.numel() for p in learner.model.parameters())
     workers = [
         rollout_actor(cfg).remote(
@@ -90,7 +90,7 @@ def weight_push(repeats: int) -> dict:
 
 
 def busy_fraction(steps: int) -> dict:
-    from trainer.main import main
+    from trainer.cli import main
 
     out = Path(tempfile.mkdtemp()) / "run"
     data = out.parent / "arith.jsonl"

@@ -5,7 +5,7 @@
     python -m benchmarks.compare --methods skd on_policy --seeds 0 1 --steps 20 -- --gamma=3
 
 Parts, in the order they run:
-- one teacher server for all runs (`trainer.teacher_service`), and the teacher's own greedy score on the
+- one teacher server for all runs (`trainer.teacher.service`), and the teacher's own greedy score on the
   held-out prompts (the ceiling the task metric can approach; measured first, as it decides whether the task
   can show anything);
 - one training job per (method, seed) as a subprocess (`trainer/main.py --teacher_urls=...`), each from the
@@ -147,7 +147,7 @@ def run_one(args: argparse.Namespace, method: str, seed: int, urls: list[str], s
 def prepare_run_dir(run_dir: Path, plan: list[str], fresh: bool) -> Path | None:
     """The checkpoint an unfinished run of this `plan` continues from; None after clearing a run made with
     other settings, or stopped before its first checkpoint (nothing in it to keep), or when `fresh`."""
-    from trainer.learner import latest_checkpoint
+    from trainer.outputs.checkpoints import latest_checkpoint
 
     checkpoint = latest_checkpoint(run_dir / "checkpoints")
     planned = run_dir / "plan.json"
@@ -184,12 +184,12 @@ def teacher_score(args: argparse.Namespace, urls: list[str], student: Path) -> d
     from shared.client import TeacherClient
     from shared.protocol import GenerateItem, GenerateRequest
     from trainer.config import RunConfig
-    from trainer.prompts import load_prompts
-    from trainer.tasks import score_set
+    from trainer.data.prompts import load_prompts
+    from trainer.data.tasks import score_set
 
     cfg = RunConfig(train_data=args.data, num_eval_prompts=args.num_eval_prompts)
     tokenizer = AutoTokenizer.from_pretrained(student)
-    _, examples, prompt_ids = load_prompts(cfg, tokenizer, needs_reference=False)
+    _, examples, prompt_ids = load_prompts(cfg, tokenizer)
     req = GenerateRequest(
         items=[GenerateItem(prompt_ids=ids) for ids in prompt_ids],
         max_tokens=args.max_new_tokens,
@@ -274,8 +274,8 @@ def plot(args: argparse.Namespace, runs: list[dict]) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     from trainer.config import RunConfig
-    from trainer.main import resolve_models
-    from trainer.teacher_service import teacher_service
+    from trainer.models import resolve_models
+    from trainer.teacher.service import teacher_service
 
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

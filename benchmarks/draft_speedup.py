@@ -48,10 +48,10 @@ def prompts(args: argparse.Namespace, tokenizer_dir: Path) -> list[list[int]]:
     from transformers import AutoTokenizer
 
     from trainer.config import RunConfig
-    from trainer.prompts import load_prompts
+    from trainer.data.prompts import load_prompts
 
     cfg = RunConfig(train_data=args.data, num_eval_prompts=args.num_prompts)
-    _, _, ids = load_prompts(cfg, AutoTokenizer.from_pretrained(tokenizer_dir), needs_reference=False)
+    _, _, ids = load_prompts(cfg, AutoTokenizer.from_pretrained(tokenizer_dir))
     return ids
 
 
@@ -113,21 +113,20 @@ def run_isolated(args: argparse.Namespace, teacher: Path, draft: str) -> dict:
 
 
 def drafts_to_try(args: argparse.Namespace, student: Path) -> dict[str, Path]:
+    from trainer.outputs.checkpoints import latest_checkpoint
+
     named = {"initial student": student}
     if args.compare:
         for method_dir in sorted(p for p in args.compare.iterdir() if (p / "seed0").is_dir()):
-            ckpts = sorted(
-                (method_dir / "seed0" / "checkpoints").glob("step_*"), key=lambda p: int(p.name[5:])
-            )
-            if ckpts:
-                named[method_dir.name] = ckpts[-1]
+            if ckpt := latest_checkpoint(method_dir / "seed0" / "checkpoints"):
+                named[method_dir.name] = ckpt
     named.update({str(d): d for d in args.drafts})
     return named
 
 
 def main(argv: list[str] | None = None) -> None:
     from trainer.config import RunConfig
-    from trainer.main import resolve_models
+    from trainer.models import resolve_models
 
     args = parse_args(argv)
     teacher, student = resolve_models(RunConfig(teacher_model=args.teacher_model))

@@ -1,5 +1,5 @@
 """Fault injection on real processes (tiny models): what each fault costs a run. Figures for the closing
-note, not a test (tests/test_faults.py checks the same behaviour without timing it).
+note, not a test (tests/trainer/test_faults.py checks the same behaviour without timing it).
 
 Run A: a job on two teacher servers with two rollout actors. At step 2 one actor and one teacher are
        killed (-9); three steps later the other teacher is killed too (no teacher at all) and the first
@@ -28,7 +28,7 @@ from shared import reaper
 from shared.tiny_models import build_teacher_and_student
 from tests.conftest import Server
 from tests.jobs import Job, actor_pids, command
-from trainer.learner import latest_checkpoint
+from trainer.outputs.checkpoints import STATE_FILE, latest_checkpoint
 
 
 def _step_times(out: Path) -> list[tuple[int, float]]:
@@ -52,7 +52,7 @@ def _accounting(out: Path) -> dict:
     """Prompts issued vs trained vs still held; duplicates and losses (must be 0)."""
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     trained = [p for r in records for p in r.get("data/trained_positions", [])]
-    state = torch.load(latest_checkpoint(out / "checkpoints") / "trainer_state.pt", weights_only=False)
+    state = torch.load(latest_checkpoint(out / "checkpoints") / STATE_FILE, weights_only=False)
     held, issued = state["data"]["in_flight"], state["data"]["position"]
     steps = [r["step"] for r in records if "train/loss" in r]
     return {

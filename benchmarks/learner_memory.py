@@ -43,7 +43,7 @@ SETTINGS = {
 
 
 def batch(n: int, tokens: int, vocab: int, seed: int = 0, prompt: int = 64, k: int = 20):
-    from trainer.types import Sample
+    from trainer.records import Sample
 
     r = random.Random(seed)
     return [
@@ -75,12 +75,12 @@ def one_setting(name: str, tokens: int, n: int, steps: int) -> dict:
     import torch
 
     from trainer.config import RunConfig
-    from trainer.learner import Learner
+    from trainer.learner.local import LocalLearner
     from trainer.models import ensure_default_teacher
 
     torch.set_num_threads(2)
     cfg = RunConfig(batch_size=n, warmup_steps=0, lr_schedule="constant", **SETTINGS[name])
-    learner = Learner(cfg, ensure_default_teacher())
+    learner = LocalLearner(cfg, ensure_default_teacher())
     data = [batch(n, tokens, learner.lm.config.vocab_size, seed=s) for s in range(steps)]
     loaded = _rss_peak_gib()
     Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark to the current RSS
@@ -114,8 +114,8 @@ def workers(tokens: int, n: int, steps: int) -> dict:
     import torch
 
     from trainer.config import RunConfig
-    from trainer.learner import Learner
-    from trainer.learner_group import LearnerGroup
+    from trainer.learner.group import LearnerGroup
+    from trainer.learner.local import LocalLearner
     from trainer.models import ensure_default_teacher
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -123,7 +123,7 @@ def workers(tokens: int, n: int, steps: int) -> dict:
     out = {}
     base = {"batch_size": n, "warmup_steps": 0, "lr_schedule": "constant", "trainer_device": "cpu"}
     torch.set_num_threads(2)
-    one = Learner(RunConfig(**base), model)
+    one = LocalLearner(RunConfig(**base), model)
     data = [batch(n, tokens, one.lm.config.vocab_size, seed=s) for s in range(steps)]
     out["1 worker"] = [_timed(one.train_step, b) for b in data]
     del one

@@ -94,14 +94,14 @@ def reference_skd(teacher, student, prompt_ids: list[int], cfg, eos: set[int], g
 def reference_throughput(seconds: float, dtype: str, cfg, teacher_dir: Path, student_dir: Path) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainer.prompts import load_prompts
+    from trainer.data.prompts import load_prompts
 
     torch.set_num_threads(os.cpu_count() or 1)
     kw = {"dtype": getattr(torch, dtype)}
     teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, **kw).eval()
     student = AutoModelForCausalLM.from_pretrained(student_dir, **kw).eval()
     tokenizer = AutoTokenizer.from_pretrained(student_dir)
-    prompts, _, _ = load_prompts(cfg, tokenizer, needs_reference=False)
+    prompts, _, _ = load_prompts(cfg, tokenizer)
     eos_id = teacher.generation_config.eos_token_id
     eos = set(eos_id if isinstance(eos_id, list) else [eos_id])
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -128,7 +128,7 @@ def reference_throughput(seconds: float, dtype: str, cfg, teacher_dir: Path, stu
 
 def main(argv: list[str] | None = None) -> None:
     from trainer.config import RunConfig
-    from trainer.main import resolve_models
+    from trainer.models import resolve_models
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=120.0, help="measuring time of each side")

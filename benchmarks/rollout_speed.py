@@ -66,10 +66,10 @@ def measure(cfg: RunConfig, student: str, urls: list[str], eos: list[int], secon
     from ray.util.queue import Queue
     from transformers import AutoTokenizer
 
-    from trainer.prompts import load_prompts
-    from trainer.rollout import RolloutGroup
+    from trainer.data.prompts import load_prompts
+    from trainer.rollout.group import RolloutGroup
 
-    prompts, _, _ = load_prompts(cfg, AutoTokenizer.from_pretrained(student), needs_reference=False)
+    prompts, _, _ = load_prompts(cfg, AutoTokenizer.from_pretrained(student))
     prompt_q, sample_q = Queue(), Queue()
     prompt_q.put_nowait_batch(prompts * 4)  # never runs dry within the measurement
     group = RolloutGroup(cfg, student, urls, eos, METHODS[cfg.method](cfg), (prompt_q, sample_q))
@@ -102,7 +102,7 @@ def measure(cfg: RunConfig, student: str, urls: list[str], eos: list[int], secon
 
 @contextlib.contextmanager
 def teacher(cfg: RunConfig, teacher_dir: Path):
-    from trainer.teacher_service import teacher_service
+    from trainer.teacher.service import teacher_service
 
     with teacher_service(cfg, teacher_dir, Path(tempfile.mkdtemp()) / "teacher.log") as (urls, info):
         yield urls, info.eos_token_ids
@@ -158,7 +158,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trainer.main import resolve_models
+    from trainer.models import resolve_models
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))

@@ -29,9 +29,9 @@ import torch
 
 from shared import reaper
 from trainer.config import RunConfig
-from trainer.learner import Learner
+from trainer.learner.local import LocalLearner
 from trainer.models import ensure_default_teacher, ensure_pruned_student
-from trainer.types import Sample
+from trainer.records import Sample
 
 TEXTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time, there", "2 + 3 * 4 ="]
 
@@ -54,7 +54,7 @@ def kd_batch(vocab: int, rng: torch.Generator, n: int = 2, length: int = 16, k: 
     ]  # fmt: skip
 
 
-def push(learner: Learner, actors: list, version: int) -> dict:
+def push(learner: LocalLearner, actors: list, version: int) -> dict:
     t0 = time.perf_counter()
     buckets = list(learner.weight_buckets(torch.bfloat16))
     t1 = time.perf_counter()
@@ -79,8 +79,8 @@ def push(learner: Learner, actors: list, version: int) -> dict:
     }
 
 
-def run_mode(cfg: RunConfig, student, actors: list, pushes: int, version: int) -> tuple[dict, Learner]:
-    learner = Learner(cfg, student)
+def run_mode(cfg: RunConfig, student, actors: list, pushes: int, version: int) -> tuple[dict, LocalLearner]:
+    learner = LocalLearner(cfg, student)
     rng = torch.Generator().manual_seed(0)
     vocab = learner.lm.get_input_embeddings().num_embeddings
     runs = []
@@ -93,7 +93,7 @@ def run_mode(cfg: RunConfig, student, actors: list, pushes: int, version: int) -
     return {**timed[0], **row, "all_totals": [round(r["total"], 3) for r in timed]}, learner
 
 
-def check_lora_arrives(learner: Learner, actors: list, version: int) -> str:
+def check_lora_arrives(learner: LocalLearner, actors: list, version: int) -> str:
     """lora_B := noise (a visibly different merged model), push, compare greedy first tokens."""
     prompts = [learner.tokenizer(t).input_ids for t in TEXTS]
     _, before = ray.get(actors[0].generate_greedy.remote(prompts, 1))
@@ -125,7 +125,7 @@ def main() -> None:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0-1")
     from ray.util.queue import Queue
 
-    from trainer.rollout import rollout_actor
+    from trainer.rollout.worker import rollout_actor
 
     student = ensure_default_teacher()
     if args.student == "pruned":

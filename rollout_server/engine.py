@@ -23,6 +23,7 @@ import numpy as np
 
 from rollout_server.config import ServerConfig
 from shared.engine_settings import engine_kwargs
+from shared.errors import first_line
 from shared.protocol import (
     GenerateRequest,
     GenerateResponse,
@@ -75,8 +76,7 @@ def _model_limits(config: ServerConfig) -> tuple[int | None, int | None]:
     try:
         hf = AutoConfig.from_pretrained(config.model)
     except Exception as e:  # missing dir, no config.json, unknown architecture, hub unreachable
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"--model {config.model}: cannot read its config ({first})") from None
+        raise ConfigError(f"--model {config.model}: cannot read its config ({first_line(e)})") from None
     hf = getattr(hf, "get_text_config", lambda: hf)()
     return getattr(hf, "max_position_embeddings", None), getattr(hf, "vocab_size", None)
 

@@ -1,4 +1,6 @@
-"""Async HTTP client of the teacher service (httpx), typed by `shared.protocol`.
+"""HTTP clients of the teacher service (httpx), typed by `shared.protocol`: every call to a teacher goes
+through here. `TeacherEndpoint` is one server, synchronous and without retries: the checks a job makes once
+at start-up. `TeacherClient` is the async client of the rollout, described below.
 
 Requests are spread round-robin over one or more teacher URLs. A teacher that is away (transport error:
 refused, reset, dropped mid-request; or 502/503/504) does not fail the caller: the request goes to the next
@@ -41,6 +43,58 @@ class TeacherUnavailable(RuntimeError):
     """No teacher answered within the outage limit."""
 
 
+class TeacherRefused(RuntimeError):
+    """A teacher answered a start-up check with an error status."""
+
+    def __init__(self, url: str, status: int, text: str):
+        super().__init__(f"{url} answered {status}: {text[:500]}")
+        self.status = status
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The bearer header of a teacher protected by an API key (none without a key)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+class TeacherEndpoint:
+    """One teacher server, synchronously and without retries, for checks where an answer now is what
+    counts: is it up, what does it serve, a probe's log-probs. Transport errors (nothing answers) are
+    httpx's; an error status raises `TeacherRefused`."""
+
+    def __init__(self, url: str, api_key: str | None = None, timeout_s: float = 10.0):
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(headers=auth_headers(api_key), timeout=timeout_s)
+
+    def healthy(self) -> bool:
+        return self._http.get(self.url + "/health").status_code == 200
+
+    def info(self) -> ServerInfo:
+        return ServerInfo.model_validate_json(self._checked(self._http.get(self.url + "/info")).content)
+
+    def score(self, req: ScoreRequest, timeout_s: float = 120.0) -> ScoreResponse:
+        resp = self._http.post(
+            self.url + "/score",
+            content=req.model_dump_json(),
+            headers={"content-type": "application/json"},
+            timeout=timeout_s,
+        )
+        return ScoreResponse.model_validate_json(self._checked(resp).content)
+
+    def _checked(self, resp: httpx.Response) -> httpx.Response:
+        if resp.status_code != 200:
+            raise TeacherRefused(str(resp.request.url), resp.status_code, resp.text)
+        return resp
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> TeacherEndpoint:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class _Away(Exception):
     """One URL failed in a way worth retrying elsewhere or later."""
 
@@ -71,9 +125,8 @@ class TeacherClient:
         self.urls = [u.rstrip("/") for u in ([urls] if isinstance(urls, str) else urls)]
         if not self.urls:
             raise ValueError("TeacherClient needs at least one URL")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
-            headers=headers,
+            headers=auth_headers(api_key),
             timeout=httpx.Timeout(timeout_s, connect=10.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )

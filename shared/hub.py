@@ -18,6 +18,8 @@ import logging
 import re
 from pathlib import Path
 
+from shared.errors import first_line
+
 logger = logging.getLogger(__name__)
 
 # Configs (config.json, generation_config.json, tokenizer_config.json, *.safetensors.index.json, vocab.json),
@@ -101,7 +103,7 @@ def _snapshot(name: str, repo_id: str, revision: str | None, patterns: list[str]
     if offline:
         state = "the hub is offline (HF_HUB_OFFLINE is set)"
     elif why is not None:
-        state = f"the hub {constants.ENDPOINT} is not reachable ({type(why).__name__}: {_first_line(why)})"
+        state = f"the hub {constants.ENDPOINT} is not reachable ({type(why).__name__}: {first_line(why)})"
     else:
         state = f"the hub {constants.ENDPOINT} answered"
     fix = (
@@ -118,9 +120,9 @@ def _snapshot(name: str, repo_id: str, revision: str | None, patterns: list[str]
         # downloaded a subset, e.g. without *.txt). A snapshot with a config is still a model: use it.
         snapshot = getattr(e, "snapshot_path", None)
         if snapshot and (Path(snapshot) / "config.json").is_file():
-            logger.warning("%s: using the cached snapshot although %s", name, _first_line(e))
+            logger.warning("%s: using the cached snapshot although %s", name, first_line(e))
             return snapshot
-        raise ValueError(f"model {name!r}: {_first_line(e)}; {fix}") from None
+        raise ValueError(f"model {name!r}: {first_line(e)}; {fix}") from None
     except LocalEntryNotFoundError:
         raise ValueError(
             f"model {name!r} is not a local directory and not in the Hugging Face cache "
@@ -135,9 +137,4 @@ def _snapshot(name: str, repo_id: str, revision: str | None, patterns: list[str]
             "set HF_TOKEN or run `hf auth login`)"
         ) from None
     except Exception as e:  # a 5xx, a download cut half-way (httpx errors), a full disk
-        raise ValueError(f"model {name!r}: downloading {repo_id} failed ({_first_line(e)})") from None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+        raise ValueError(f"model {name!r}: downloading {repo_id} failed ({first_line(e)})") from None

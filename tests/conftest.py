@@ -22,8 +22,9 @@ MAX_MODEL_LEN = 256
 API_KEY = "test-key-123"
 
 # Engines started for one test run eager (no torch.compile): ~2 s instead of 9-40 s each, same outputs.
-# The shared teacher server below and the compose stack (tests/test_deploy.py) run compiled, as users run
-# them. RunConfig reads SKD_ENFORCE_EAGER (student engines, a self-started teacher), also in job subprocesses.
+# The shared teacher server below and the compose stack (tests/deploy/test_deploy.py) run compiled, as
+# users run them. RunConfig reads SKD_ENFORCE_EAGER (student engines, a self-started teacher), also in
+# job subprocesses.
 os.environ.setdefault("SKD_ENFORCE_EAGER", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # else Ray may turn token auth on (../shared/PLATFORM.md)
 # Every vLLM engine started by this run (in this process, servers, jobs, Ray actors) appends a line here;

@@ -10,8 +10,8 @@ manage-cache) and as 2.x writes it:
         refs/main                 the newest commit, no newline
         trees/<commit>.json       the commit's file listing (huggingface_hub >= 2 checks snapshots against it)
 
-`<cache>` is HF_HUB_CACHE, i.e. `$HF_HOME/hub` by default. tests/test_hub.py checks that huggingface_hub
-(`scan_cache_dir`, `snapshot_download(local_files_only=True)`) and transformers read it back.
+`<cache>` is HF_HUB_CACHE, i.e. `$HF_HOME/hub` by default. tests/shared/test_hub.py checks that
+huggingface_hub (`scan_cache_dir`, `snapshot_download(local_files_only=True)`) and transformers read it back.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def trained_exactly_once(out) -> None:
     nothing lost, nothing duplicated."""
     import torch
 
-    from trainer.learner import latest_checkpoint
+    from trainer.outputs.checkpoints import latest_checkpoint
 
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     trained = [p for r in records for p in r.get("data/trained_positions", [])]

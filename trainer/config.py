@@ -1,30 +1,28 @@
 """Run configuration: one pydantic-settings model, from the command line, a YAML file and SKD_* env vars.
 
-`python trainer/main.py [--config run.yaml] [--key=value ...]`: every field is documented below and printed
-by `--help`. Priority: command line > YAML file (`--config`) > environment (`SKD_<FIELD>`, e.g.
-SKD_TEACHER_API_KEY) > defaults. Field names take underscores or dashes (`--max_new_tokens` or
-`--max-new-tokens`); a bare boolean flag means true (`--resume`). The whole config is validated before any
-work starts; an unknown key or a bad value is a clear error naming the field.
+`python trainer/main.py [--config run.yaml] [--key=value ...]` (parsed by `trainer.cli`): every field is
+documented below and printed by `--help`. Priority: command line > YAML file (`--config`) > environment
+(`SKD_<FIELD>`, e.g. SKD_TEACHER_API_KEY) > defaults. The whole config is validated before any work starts;
+an unknown key or a bad value is a clear error naming the field.
+
+A leaf: data and validation only, importing no other part of the trainer. Names looked up in a registry
+(`method`, `task`) are checked against it when the job starts (`trainer.job.check_before_work`), so that a
+method or task registered by the user's own code counts.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    CliApp,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
-)
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from trainer.methods import METHODS
-from trainer.tasks import TASKS
-from trainer.types import LogLevel, LossKind, registered
+LossKind = Literal["forward_kl", "reverse_kl", "jsd"]
+"""KD divergences (trainer.learner.divergences): forward KL(teacher || student), reverse KL, JSD(beta)."""
+
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
 
@@ -57,12 +55,12 @@ class RunConfig(BaseSettings):
     )
 
     # --- what to distil -----------------------------------------------------------------------------
-    method: Annotated[str, AfterValidator(registered(METHODS, "method"))] = Field(
+    method: str = Field(
         "skd",
-        description="A rollout method of trainer.methods.METHODS: skd (student drafts, teacher keeps its "
-        "top-K and replaces the first miss), on_policy (K = vocab), teacher_sampling (K = 0), supervised_kd "
-        "(teacher targets on references), sft (cross-entropy on references), mixed (supervised_kd with "
-        "probability mixed_lambda, else skd).",
+        description="A rollout method of trainer.methods.METHODS (or one your code registered there): skd "
+        "(student drafts, teacher keeps its top-K and replaces the first miss), on_policy (K = vocab), "
+        "teacher_sampling (K = 0), supervised_kd (teacher targets on references), sft (cross-entropy on "
+        "references), mixed (supervised_kd with probability mixed_lambda, else skd).",
     )
     teacher_model: str = Field(
         "default",
@@ -109,7 +107,7 @@ class RunConfig(BaseSettings):
         description="'embedded' (shipped prompt set: chat + arithmetic) or 'short_answers' (shipped: "
         "capitals, plurals, opposites, ...; scored by answer_match); a local .jsonl/.json/.parquet/.csv "
         "file or a save_to_disk directory; a hub dataset 'org/name[:config]'; or a registered task "
-        "(trainer/tasks): 'humaneval', 'gsm8k' | 'dialogsum' from the hub, TASK:PATH for "
+        "(trainer/data/tasks): 'humaneval', 'gsm8k' | 'dialogsum' from the hub, TASK:PATH for "
         "a local file in the task's row format. Rows: prompt-only, prompt-completion or conversational "
         "(messages).",
     )
@@ -136,7 +134,7 @@ class RunConfig(BaseSettings):
         description="Column holding the reference response (a string, or chat turns ending with the "
         "assistant's); unset: 'completion', else 'reference', else the last assistant turn of 'messages'.",
     )
-    task: Annotated[str, AfterValidator(registered(TASKS, "task"))] = Field(
+    task: str = Field(
         "chat",
         description="Task of generic rows without a 'task' column: picks the metric (chat: exact match + "
         "ROUGE; summarization: ROUGE; translation: chrF++ + BLEU; arithmetic; gsm8k).",
@@ -372,50 +370,8 @@ class RunConfig(BaseSettings):
     def teacher_key(self) -> str | None:
         return self.teacher_api_key.get_secret_value() if self.teacher_api_key else None
 
-    def teacher_client(self, urls: list[str]):
-        """A client of the teacher URLs with this run's key and outage limit."""
-        from shared.client import TeacherClient
-
-        return TeacherClient(urls, api_key=self.teacher_key(), outage_s=self.teacher_outage_s)
-
     @classmethod
     def settings_customise_sources(
         cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, _YamlFile(settings_cls), env_settings
-
-
-def _normalise(argv: list[str]) -> list[str]:
-    """Conventions argparse-style users expect: `--max-new-tokens` = `--max_new_tokens`; a bare boolean
-    `--resume` = `--resume=true`; a flag given twice keeps its last value (an override, as in
-    `python trainer/main.py --config run.yaml ... --steps=5`, never a list that grows)."""
-    bools = {name for name, f in RunConfig.model_fields.items() if f.annotation in (bool, "bool")}
-    bools.add("resume")  # bool | "auto"
-    groups: dict[str, list[str]] = {}  # flag -> its tokens, in the order of each flag's last occurrence
-    for i, token in enumerate(argv):
-        if not token.startswith("--") or token == "--":
-            if not groups:
-                return argv  # not flags: let the parser report it
-            groups[next(reversed(groups))].append(token)
-            continue
-        key, eq, value = token[2:].partition("=")
-        key = key.replace("-", "_")
-        bare = not eq and (i + 1 == len(argv) or argv[i + 1].startswith("--"))
-        groups.pop(key, None)
-        groups[key] = [f"--{key}=true" if bare and key in bools else f"--{key}{eq}{value}"]
-    return [token for tokens in groups.values() for token in tokens]
-
-
-def parse_args(argv: list[str] | None = None) -> RunConfig:
-    """The run's configuration from `argv` (default: sys.argv); errors name the field and exit."""
-    import sys
-
-    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    if {"-h", "--help"} & set(argv):
-        CliApp.run(RunConfig, cli_args=["--help"])  # prints every field's help and exits
-    try:
-        return CliApp.run(RunConfig, cli_args=_normalise(argv))
-    except SettingsError as e:
-        raise SystemExit(f"invalid configuration: {e}") from None
-    except ValidationError as e:
-        raise SystemExit(f"invalid configuration:\n{e}") from None

@@ -16,9 +16,11 @@ import numpy as np
 from shared.protocol import ScoreItem, ScoreRequest, ServerInfo, TeacherTargets
 from shared.skd import in_top_k
 from trainer.config import RunConfig
-from trainer.learner import Learner
-from trainer.tasks import Example, score_set
-from trainer.types import Sample
+from trainer.data.tasks import Example, score_set
+from trainer.learner.interface import Learner
+from trainer.outputs import metrics as m
+from trainer.records import Sample
+from trainer.teacher.service import client as teacher_client
 
 
 def greedy_acceptance(targets: list[TeacherTargets], top_k: int, vocab_size: int) -> float:
@@ -51,7 +53,7 @@ class Evaluator:
         self.k_scored = cfg.num_logprobs if full else min(max(cfg.top_k, cfg.num_logprobs), info.max_logprobs)
 
     async def _teacher_targets(self, responses: list[list[int]]) -> list[TeacherTargets]:
-        async with self.cfg.teacher_client(self.urls) as client:
+        async with teacher_client(self.cfg, self.urls) as client:
             items = [ScoreItem(token_ids=p + r, start=len(p)) for p, r in zip(self.prompts, responses)]
             return (await client.score(ScoreRequest(items=items, num_logprobs=self.k_scored))).items
 
@@ -81,10 +83,10 @@ class Evaluator:
         texts = [self.learner.tokenizer.decode(r, skip_special_tokens=True) for r in greedy]
         task = score_set(self.examples, texts, comet_model=getattr(self.cfg, "comet_model", None))
         return {
-            "eval/acceptance": acceptance,
-            "eval/greedy_acceptance": greedy_acceptance(targets, self.cfg.top_k, self.vocab_size),
-            "eval/kl": self._kl(greedy, targets, version),
-            "eval/response_tokens": float(np.mean([len(r) for r in greedy])),
-            "eval/weight_version": float(version),
-            **{f"eval/{k}": v for k, v in task.items()},
+            m.EVAL_ACCEPTANCE: acceptance,
+            m.EVAL_GREEDY_ACCEPTANCE: greedy_acceptance(targets, self.cfg.top_k, self.vocab_size),
+            m.EVAL_KL: self._kl(greedy, targets, version),
+            m.EVAL_RESPONSE_TOKENS: float(np.mean([len(r) for r in greedy])),
+            m.EVAL_WEIGHT_VERSION: float(version),
+            **{m.EVAL_TASK.format(name=k): v for k, v in task.items()},
         }

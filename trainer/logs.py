@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from trainer.types import LogLevel
+from trainer.config import LogLevel
 
 NOISY = ("vllm", "ray", "httpx", "httpcore", "transformers", "filelock", "urllib3")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

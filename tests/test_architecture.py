@@ -1,0 +1,136 @@
+"""The house rules of the code base, checked on its source: the server and the trainer talk only through
+shared/, no import circle, config.py a leaf, only the command line exits, every teacher call through shared's
+client, no function longer than a screen."""
+
+from __future__ import annotations
+
+import ast
+
+from tests.conftest import ROOT
+
+# --- the code's shape ---------------------------------------------------------------------------------------
+
+PACKAGES = ("rollout_server", "shared", "trainer")
+
+
+def _modules(package: str):
+    for path in sorted((ROOT / package).rglob("*.py")):
+        yield path, ast.parse(path.read_text())
+
+
+def _imports(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_server_and_trainer_talk_only_through_shared():
+    forbidden = {
+        "rollout_server": {"trainer"},
+        "trainer": {"rollout_server"},
+        "shared": {"trainer", "rollout_server"},
+    }
+    for package, banned in forbidden.items():
+        for path, tree in _modules(package):
+            assert not (_imports(tree) & banned), (
+                f"{path.relative_to(ROOT)} imports {_imports(tree) & banned}"
+            )
+
+
+def test_no_function_is_longer_than_a_screen():
+    long = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for package in PACKAGES
+        for path, tree in _modules(package)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60
+    ]
+    assert not long, long
+
+
+def _module_name(path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _project_imports(tree: ast.AST, known: set[str]) -> set[str]:
+    """Every project module a file imports anywhere (functions and TYPE_CHECKING blocks included):
+    `from a.b import c` names a.b.c where that is a module, else a.b."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in known}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module in known:
+            subs = {f"{node.module}.{a.name}" for a in node.names} & known
+            found |= subs or {node.module}
+            if len(subs) < len(node.names):
+                found.add(node.module)
+    return found
+
+
+def test_no_import_circle():
+    """No two modules import each other through any chain, counting imports inside functions and
+    type-checking blocks: each room stands above what it uses."""
+    trees = {_module_name(path): tree for package in PACKAGES for path, tree in _modules(package)}
+    graph = {name: _project_imports(tree, set(trees)) - {name} for name, tree in trees.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for dep in sorted(graph[name]):
+            if state.get(dep) == 1:
+                raise AssertionError("import circle: " + " -> ".join([*path[path.index(dep) :], dep]))
+            if dep not in state:
+                visit(dep, [*path, dep])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+
+
+def test_config_is_a_leaf():
+    tree = ast.parse((ROOT / "trainer" / "config.py").read_text())
+    assert not {m for m in _imports(tree) if m in PACKAGES}, "trainer/config.py imports the project"
+
+
+def _exits(node: ast.AST) -> bool:
+    if isinstance(node, ast.Name):
+        return node.id in ("SystemExit", "exit")
+    return isinstance(node, ast.Attribute) and node.attr == "exit" and getattr(node.value, "id", "") == "sys"
+
+
+def test_only_the_command_line_exits():
+    """Library code raises RunError (one line); trainer/cli.py alone turns it into an exit."""
+    exits = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path, tree in _modules("trainer")
+        if path.name != "cli.py"
+        for node in ast.walk(tree)
+        if _exits(node)
+    ]
+    assert not exits, exits
+
+
+def _builds_a_request(node: ast.AST) -> bool:
+    """An httpx call other than its exception types, or a bearer header written out."""
+    if isinstance(node, ast.Attribute) and getattr(node.value, "id", "") == "httpx":
+        return not node.attr.endswith(("Error", "Exception"))
+    if isinstance(node, ast.JoinedStr):
+        return any(isinstance(c, ast.Constant) and "Bearer " in str(c.value) for c in node.values)
+    return False
+
+
+def test_every_teacher_call_goes_through_shared_client():
+    """No module of the trainer builds an HTTP request or a bearer header itself."""
+    calls = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path, tree in _modules("trainer")
+        for node in ast.walk(tree)
+        if _builds_a_request(node)
+    ]
+    assert not calls, calls

@@ -1,0 +1,49 @@
+"""The method registry and what each built-in method decides on its own (no engine, no teacher)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer.config import RunConfig
+from trainer.methods import METHODS, ON_POLICY_K, InFlight, Speculative
+from trainer.methods.builtin import SupervisedKD
+from trainer.records import Prompt
+
+
+def test_registry_declares_what_each_method_needs_and_yields():
+    assert list(METHODS) == ["skd", "on_policy", "teacher_sampling", "supervised_kd", "sft", "mixed"]
+    assert all(cls.name == name for name, cls in METHODS.items())
+    assert {n for n, m in METHODS.items() if m.needs_reference} == {"supervised_kd", "sft", "mixed"}
+    assert {n for n, m in METHODS.items() if m.sample_kind == "sft"} == {"sft"}
+    cfg = RunConfig(top_k=7)
+    assert METHODS["skd"](cfg).top_k == 7 and METHODS["on_policy"](cfg).top_k == ON_POLICY_K
+    seq = InFlight(Prompt(index=0, prompt_ids=[1]), METHODS["skd"](cfg), 0, response=[7] * 24)  # 40 left
+    assert METHODS["skd"](cfg).draft_len(seq) == cfg.gamma and METHODS["on_policy"](cfg).draft_len(seq) == 40
+
+
+def test_adaptive_gamma_follows_each_sequences_acceptance():
+    fixed = METHODS["skd"](RunConfig(gamma=5))
+    assert [fixed.next_gamma(5, 5, a) for a in (0, 5)] == [5, 5]
+    skd = METHODS["skd"](RunConfig(gamma=5, adaptive_gamma=True, gamma_max=8))
+    assert skd.next_gamma(5, 5, 5) == 7 and skd.next_gamma(7, 7, 7) == 8  # whole draft kept: +2, capped
+    assert skd.next_gamma(5, 5, 4) == 4 and skd.next_gamma(1, 1, 0) == 1  # a rejection: -1, at least 1
+    seq = InFlight(Prompt(index=0, prompt_ids=[1]), skd, 0, gamma=7, response=[7] * 60)  # 4 left
+    assert skd.draft_len(seq) == 4
+    with pytest.raises(ValueError, match="gamma_max"):
+        RunConfig(gamma=20, adaptive_gamma=True)
+    with pytest.raises(ValueError, match="overlap_groups"):
+        RunConfig(overlap_groups=5, max_inflight_per_actor=4)
+    assert RunConfig(gamma=5, adaptive_gamma=True, gamma_max=16).longest_draft == 16
+
+
+def test_mixed_hands_sequences_to_supervised_kd_or_skd():
+    rng = np.random.default_rng(0)
+    for lam, expected in ((0.0, Speculative), (1.0, SupervisedKD)):
+        mixed = METHODS["mixed"](RunConfig(method="mixed", mixed_lambda=lam))
+        assert all(type(mixed.route(rng)) is expected for _ in range(20))
+    mixed = METHODS["mixed"](RunConfig(method="mixed", mixed_lambda=0.3))
+    routed = [mixed.route(rng).name for _ in range(2000)]
+    assert routed.count("supervised_kd") / len(routed) == pytest.approx(0.3, abs=0.04)
+    skd = METHODS["skd"](RunConfig())
+    assert skd.route(rng) is skd

@@ -1,0 +1,186 @@
+"""The training loop and the run it drives.
+
+`setup` wires one job's components into a `Run` (each single-purpose, none aware of this module):
+
+- rollout.RolloutGroup       Ray actors with vLLM student engines running the method (trainer.methods)
+- rollout.PromptFeeder       the prompt stream -> the actors' prompt queue (exact resume)
+- rollout.SampleBuffer       the actors' sample queue -> fresh batches (stale samples dropped and counted)
+- rollout.RolloutSupervisor  keeps the queue topped up; replaces dead actors, their prompts issued again
+- learner (a Learner)        the student in transformers, in the driver or as N Ray workers
+- evaluate.Evaluator         held-out acceptance rate, KL and task metrics
+- outputs.MetricsLog         metrics.jsonl and the experiment trackers
+
+`train` is the loop: gather a fresh batch, step, push weights, log, evaluate, checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainer.config import RunConfig
+from trainer.outputs import metrics as m
+from trainer.outputs.checkpoints import checkpoint_dir, rotate_checkpoints
+
+if TYPE_CHECKING:  # the components import torch, vLLM or Ray: loaded in `setup`
+    from shared.protocol import ServerInfo
+    from trainer.evaluate import Evaluator
+    from trainer.learner.interface import Learner
+    from trainer.outputs.metrics import MetricsLog
+    from trainer.outputs.timing import PhaseTimer
+    from trainer.records import Sample
+    from trainer.rollout.buffer import SampleBuffer
+    from trainer.rollout.feeder import PromptFeeder
+    from trainer.rollout.group import RolloutGroup
+    from trainer.rollout.supervisor import RolloutSupervisor
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    """The wired components of one job and the few actions that involve several of them."""
+
+    cfg: RunConfig
+    out: Path
+    learner: Learner
+    feeder: PromptFeeder
+    rollout: RolloutGroup
+    buffer: SampleBuffer
+    supervisor: RolloutSupervisor
+    evaluator: Evaluator
+    log: MetricsLog
+    tokens_seen: int = 0  # buffer.received_tokens at the previous step record
+
+    def push_weights(self) -> None:
+        self.rollout.push_weights(self.learner.step, self.learner.weight_buckets(self.rollout.engine_dtype))
+
+    def evaluate(self) -> None:
+        self.push_weights()
+        metrics = self.evaluator()
+        self.log.write(self.learner.step, metrics)
+        shown = ", ".join(f"{k.removeprefix(m.EVAL)} {v:.4f}" for k, v in metrics.items())
+        logger.info("step %d: %s", self.learner.step, shown)
+
+    def checkpoint(self) -> Path:
+        state = {"data": self.feeder.state(), "dropped": self.buffer.dropped}
+        path = self.learner.save(self.out / "checkpoints", state)
+        rotate_checkpoints(self.out / "checkpoints", self.cfg.save_total_limit)
+        return path
+
+    def log_step(self, stats: dict, batch: list[Sample], timer: PhaseTimer) -> None:
+        received = self.buffer.received_tokens - self.tokens_seen
+        self.tokens_seen = self.buffer.received_tokens
+        record = m.step_record(
+            stats,
+            batch,
+            step=self.learner.step,
+            phases=timer.end_step(),
+            busy_fraction=timer.busy_fraction,
+            received_tokens=received,
+            position=self.feeder.position,
+            dropped=self.buffer.dropped,
+        )
+        self.log.write(self.learner.step, record)
+
+    def summary(self, timer: PhaseTimer, pushes: list[float]) -> dict:
+        return {
+            "steps": self.learner.step,
+            "dropped_stale_samples": self.buffer.dropped,
+            "trainer_busy_fraction": round(timer.busy_fraction, 3),
+            "seconds_by_phase": {phase: round(s, 1) for phase, s in timer.total.items()},
+            "mean_weight_push_s": round(sum(pushes) / len(pushes), 3) if pushes else None,
+            "final_checkpoint": str(checkpoint_dir(self.out / "checkpoints", self.learner.step)),
+        }
+
+    def shutdown(self) -> None:
+        self.rollout.stop()
+        self.learner.shutdown()
+
+
+def setup(
+    cfg: RunConfig,
+    out: Path,
+    student_path: Path,
+    checkpoint: Path | None,
+    urls: list[str],
+    info: ServerInfo,
+    prompts: tuple,
+    trackers=None,
+) -> Run:
+    """Build every component and start the actors (resumed weights are pushed before their first round).
+    `prompts` is what trainer.data.prompts.load_prompts returned (loaded before anything started);
+    `trackers` (trainer.outputs.tracking.Trackers) get every metrics record too."""
+    from ray.util.queue import Queue
+
+    from trainer.evaluate import Evaluator
+    from trainer.learner.group import make_learner
+    from trainer.methods import lookup
+    from trainer.outputs.metrics import MetricsLog
+    from trainer.rollout.buffer import SampleBuffer
+    from trainer.rollout.feeder import PromptFeeder
+    from trainer.rollout.group import RolloutGroup
+    from trainer.rollout.supervisor import RolloutSupervisor
+
+    method = lookup(cfg.method)(cfg)
+    learner = make_learner(cfg, student_path, checkpoint)
+    state = learner.load_state(checkpoint) if checkpoint else {}
+    train_prompts, eval_examples, eval_prompts = prompts
+    feeder = PromptFeeder(train_prompts, cfg.seed, state.get("data"))
+    prompt_queue, sample_queue = Queue(), Queue()
+    # Actors start from the base student (a path every node has); a resumed run's weights follow.
+    rollout = RolloutGroup(
+        cfg, str(student_path), urls, info.eos_token_ids, method, (prompt_queue, sample_queue)
+    )
+    buffer = SampleBuffer(
+        sample_queue, cfg.max_staleness, lambda s: feeder.done(s.position), state.get("dropped", 0)
+    )
+    supervisor = RolloutSupervisor(cfg, feeder, prompt_queue, rollout, buffer)
+    evaluator = Evaluator(lambda: rollout.actors[0], urls, learner, eval_examples, eval_prompts, cfg, info)
+    log = MetricsLog(out / "metrics.jsonl", sinks=[trackers] if trackers else [])
+    run = Run(cfg, out, learner, feeder, rollout, buffer, supervisor, evaluator, log)
+    if checkpoint:
+        if dropped := run.log.keep_until(learner.step):
+            logger.info("resuming at step %d: dropped %d later metrics lines", learner.step, dropped)
+        run.push_weights()
+    rollout.start()
+    return run
+
+
+def train(run: Run) -> dict:
+    """The loop: gather a fresh batch, step, push weights, log, evaluate, checkpoint. Returns a summary."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from trainer.outputs.timing import PhaseTimer
+
+    cfg, learner, timer = run.cfg, run.learner, PhaseTimer()
+    need = cfg.batch_size * cfg.grad_accum
+    pushes = []
+    if cfg.eval_at_start and learner.step == 0:
+        run.evaluate()
+        timer.lap("eval")
+    bar = tqdm(total=cfg.steps, initial=learner.step, desc="train", unit="step")
+    with logging_redirect_tqdm(), bar:
+        while learner.step < cfg.steps:
+            batch = run.buffer.take(need, learner.step, while_waiting=run.supervisor)
+            timer.lap("wait")
+            stats = learner.train_step(batch)
+            run.feeder.done(*(s.position for s in batch))
+            timer.lap("train")
+            if learner.step % cfg.sync_every == 0:
+                run.push_weights()
+                pushes.append(timer.lap("push"))
+            run.log_step(stats, batch, timer)
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", busy=f"{timer.busy_fraction:.2f}")
+            timer.lap("log")
+            if learner.step % cfg.eval_every == 0 or learner.step == cfg.steps:
+                run.evaluate()
+                timer.lap("eval")
+            if learner.step % cfg.checkpoint_every == 0 or learner.step == cfg.steps:
+                run.checkpoint()
+                timer.lap("checkpoint")
+    return run.summary(timer, pushes)

@@ -1,0 +1,85 @@
+"""The run's report: PNG plots of metrics.jsonl's series and `report.md` (held-out table, summary, plots,
+configuration). Metric names come from trainer.outputs.metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from trainer.outputs import metrics as m
+
+PLOTS = {
+    "loss.png": ("train loss", [m.LOSS]),
+    "acceptance.png": (
+        "held-out acceptance rate (student tokens in the teacher's top-K)",
+        [m.EVAL_ACCEPTANCE, m.EVAL_GREEDY_ACCEPTANCE],
+    ),
+    "kl.png": ("held-out KL(teacher || student) per token", [m.EVAL_KL]),
+    "throughput.png": ("tokens / s", [m.ROLLOUT_TOKENS_PER_S, m.TRAIN_TOKENS_PER_S]),
+    "staleness.png": ("staleness (weight versions)", [m.MEAN_STALENESS, m.DROPPED_STALE_TOTAL]),
+}
+
+
+def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
+    pts = [
+        (r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])
+    ]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def plot(records: list[dict], out_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for name, (title, keys) in PLOTS.items():
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        drawn = False
+        for key in keys:
+            xs, ys = _series(records, key)
+            if xs:
+                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, label=key)
+                drawn = True
+        if drawn:
+            ax.set_title(title)
+            ax.set_xlabel("step")
+            ax.legend()
+            ax.grid(alpha=0.3)
+            fig.tight_layout()
+            fig.savefig(out_dir / name, dpi=100)
+            written.append(name)
+        plt.close(fig)
+    return written
+
+
+def write_report(out_dir: Path, config: dict, records: list[dict], summary: dict) -> Path:
+    """report.md: what ran, the held-out metrics at each evaluation, throughput, and the plots."""
+    evals = m.evaluations(records)
+    keys = sorted({k for r in evals for k in r if k.startswith(m.EVAL)})
+    lines = ["# SKD run report", "", f"Method `{config['method']}`, output `{out_dir}`.", ""]
+    if len(evals) >= 2:
+        first, last = evals[0], evals[-1]
+        lines += [
+            f"Held-out acceptance rate {first[m.EVAL_ACCEPTANCE]:.3f} -> {last[m.EVAL_ACCEPTANCE]:.3f}, "
+            f"KL(teacher || student) {first[m.EVAL_KL]:.3f} -> {last[m.EVAL_KL]:.3f} "
+            f"(step {first['step']} -> {last['step']}).",
+            "",
+        ]
+    lines += [
+        "## Held-out evaluation",
+        "",
+        "| step | " + " | ".join(k.removeprefix(m.EVAL) for k in keys) + " |",
+    ]
+    lines += ["|---" * (len(keys) + 1) + "|"]
+    lines += [
+        f"| {r['step']} | " + " | ".join(f"{r.get(k, float('nan')):.4g}" for k in keys) + " |" for r in evals
+    ]
+    lines += ["", "## Run summary", ""] + [f"- {k}: {v}" for k, v in summary.items()]
+    lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plot(records, out_dir)]
+    lines += ["", "## Configuration", "", "```json", json.dumps(config, indent=2, default=str), "```", ""]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path

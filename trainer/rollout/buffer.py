@@ -1,0 +1,74 @@
+"""The sample buffer: fresh batches for the learner from the actors' sample queue.
+
+Samples made by weights more than `max_staleness` versions behind the learner are dropped (off-policy data
+the run promised not to train on), counted, and handed to `release` so their prompts' stream positions are
+not kept waiting. The buffer also counts the response tokens it receives (rollout throughput).
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+
+from trainer.records import Sample
+
+
+class SampleBuffer:
+    def __init__(
+        self,
+        sample_queue,
+        max_staleness: int,
+        release: Callable[[Sample], None],
+        dropped: int = 0,
+        poll_s: float = 0.05,
+    ):
+        self.queue = sample_queue
+        self.max_staleness = max_staleness
+        self.release = release
+        self.dropped = dropped  # stale samples dropped over the run (carried over on resume)
+        self.received_tokens = 0
+        self.poll_s = poll_s
+        self.samples: list[Sample] = []
+
+    def _receive(self) -> None:
+        """Whatever is in the queue now, waiting up to `poll_s` for the first sample if it is empty."""
+        try:
+            first = self.queue.get(timeout=self.poll_s)
+        except queue.Empty:
+            return
+        self.received_tokens += len(first.response_ids)
+        self.samples.append(first)
+        self.drain()
+
+    def drain(self) -> None:
+        """Receive everything queued now, without waiting."""
+        size = self.queue.qsize()
+        new = self.queue.get_nowait_batch(size) if size else []
+        self.received_tokens += sum(len(s.response_ids) for s in new)
+        self.samples += new
+
+    def positions(self) -> set[int]:
+        """Stream positions of every sample queued or held here (the queue drained first)."""
+        self.drain()
+        return {s.position for s in self.samples}
+
+    def _drop_stale(self, version: int) -> None:
+        fresh = []
+        for s in self.samples:
+            if version - s.weight_version <= self.max_staleness:
+                fresh.append(s)
+            else:
+                self.dropped += 1
+                self.release(s)
+        self.samples = fresh
+
+    def take(self, n: int, version: int, while_waiting: Callable[[], None]) -> list[Sample]:
+        """The first `n` fresh samples for a learner at weight `version`; calls `while_waiting` (keep the
+        actors fed, watch them) until there are enough."""
+        while True:
+            self._drop_stale(version)
+            if len(self.samples) >= n:
+                batch, self.samples = self.samples[:n], self.samples[n:]
+                return batch
+            while_waiting()
+            self._receive()

@@ -1,0 +1,52 @@
+"""Keeping the rollout going while the learner waits for samples: the prompt queue topped up, and dead
+actors replaced with exactly the prompts only they held issued again. The one owner of fault recovery:
+the feeder, the sample buffer and the actor group each say what they hold, and nothing else reaches into
+them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from trainer.config import RunConfig
+from trainer.rollout.buffer import SampleBuffer
+from trainer.rollout.feeder import PromptFeeder
+from trainer.rollout.group import RolloutGroup
+
+logger = logging.getLogger(__name__)
+
+
+class RolloutSupervisor:
+    """Called between polls of the sample buffer (`SampleBuffer.take(..., while_waiting=supervisor)`)."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        feeder: PromptFeeder,
+        prompt_queue,
+        rollout: RolloutGroup,
+        buffer: SampleBuffer,
+    ):
+        self.feeder, self.prompt_queue, self.rollout, self.buffer = feeder, prompt_queue, rollout, buffer
+        self.target = 2 * cfg.num_rollout_actors * cfg.max_inflight_per_actor  # prompts kept waiting
+
+    def __call__(self) -> None:
+        """Top up the prompt queue; replace actors that died."""
+        self.feeder.fill(self.prompt_queue, self.target)
+        if dead := self.rollout.dead():
+            self.recover(dead)
+
+    def recover(self, dead: list[int]) -> None:
+        """Replace dead actors and issue again the prompts only they held. Everything handed out is
+        somewhere downstream of the queue; looking upstream first (the queue, emptied here, then the live
+        actors, then the samples queued) finds every prompt still held, as prompts only move downstream."""
+        waiting = self.prompt_queue.get_nowait_batch(self.prompt_queue.qsize())
+        held = self.rollout.held_positions(skip=dead)
+        seen = {p.position for p in waiting} | held | self.buffer.positions()
+        lost = self.feeder.unaccounted(seen)
+        for i in dead:
+            self.rollout.replace(i)
+        self.feeder.reissue(lost)
+        if waiting:
+            self.prompt_queue.put_nowait_batch(waiting)
+        logger.warning("rollout actor(s) %s died: replaced; %d prompts issued again", dead, len(lost))
