@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -372,6 +373,12 @@ def compose_stack(tiny_models, tmp_path_factory):
     base_env.update({"PATH": f"{VENV_BIN}:{os.environ['PATH']}", "SKD_CACHE_DIR": str(tmp / "cache")})
     procs = []
 
+    # In compose each node is its own container with its own /tmp/ray. Here both share a machine, so the
+    # worker gets its own temp dir: in a shared one its runtime-env agent deletes and re-unpacks the job's
+    # working_dir while the driver is importing from it. (Short path: Ray's socket names must fit 107 bytes.)
+    worker_tmp = tempfile.mkdtemp(prefix="skd-rw-", dir="/tmp")
+    services["ray-worker"]["command"] += [f"--temp-dir={worker_tmp}"]
+
     def start(name: str, log: str) -> subprocess.Popen:
         svc = services[name]
         proc_env = {**base_env, **svc["environment"], "SKD_CACHE_DIR": str(tmp / "cache")}
@@ -396,6 +403,7 @@ def compose_stack(tiny_models, tmp_path_factory):
         yield {"services": services, "env": env, "base_env": base_env, "tmp": tmp, "port": port}
     finally:
         _stop_tree(procs)
+        shutil.rmtree(worker_tmp, ignore_errors=True)
 
 
 def _stop_tree(procs: list[subprocess.Popen]) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from ray.util.queue import Empty
+
 from trainer.config import RunConfig
 from trainer.rollout.buffer import SampleBuffer
 from trainer.rollout.feeder import PromptFeeder
@@ -40,7 +42,7 @@ class RolloutSupervisor:
         """Replace dead actors and issue again the prompts only they held. Everything handed out is
         somewhere downstream of the queue; looking upstream first (the queue, emptied here, then the live
         actors, then the samples queued) finds every prompt still held, as prompts only move downstream."""
-        waiting = self.prompt_queue.get_nowait_batch(self.prompt_queue.qsize())
+        waiting = _take_all(self.prompt_queue)
         held = self.rollout.held_positions(skip=dead)
         seen = {p.position for p in waiting} | held | self.buffer.positions()
         lost = self.feeder.unaccounted(seen)
@@ -50,3 +52,14 @@ class RolloutSupervisor:
         if waiting:
             self.prompt_queue.put_nowait_batch(waiting)
         logger.warning("rollout actor(s) %s died: replaced; %d prompts issued again", dead, len(lost))
+
+
+def _take_all(queue) -> list:
+    """Everything waiting in a Ray queue, one at a time: `get_nowait_batch(qsize())` raises Empty when a
+    live actor takes a prompt between the two calls."""
+    items = []
+    while True:
+        try:
+            items.append(queue.get_nowait())
+        except Empty:
+            return items
