@@ -134,3 +134,16 @@ def test_every_teacher_call_goes_through_shared_client():
         if _builds_a_request(node)
     ]
     assert not calls, calls
+
+
+def test_every_shipped_data_file_is_package_data():
+    """A data file the code reads (prompt sets, task samples) must be in the wheel: pyproject's package-data
+    globs, which a move of the folder silently stops matching."""
+    import tomllib
+
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    for package in PACKAGES:
+        shipped = {p for p in (ROOT / package).rglob("*") if p.suffix in (".jsonl", ".json", ".txt")}
+        packaged = {p for pattern in package_data.get(package, []) for p in (ROOT / package).glob(pattern)}
+        missing = sorted(str(p.relative_to(ROOT)) for p in shipped - packaged)
+        assert not missing, f"not in [tool.setuptools.package-data] {package}: {missing}"
