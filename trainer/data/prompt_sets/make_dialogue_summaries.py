@@ -19,12 +19,13 @@ fixed seed.
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
+
+from trainer.data.prompt_sets.splits import disjoint_splits, split_evenly, write_splits
 
 SEED = 20261202
 NUM_TRAIN = 1500
@@ -919,10 +920,6 @@ def check_scenario(scenario: Scenario) -> None:
         assert any(all("{" + key + "}" in s for s in p) for _, p in scenario.turns), (scenario.topic, key)
 
 
-def split_evenly(total: int, parts: int) -> list[int]:
-    return [total // parts + (i < total % parts) for i in range(parts)]
-
-
 def build(seed: int = SEED) -> dict[str, list[Dialogue]]:
     """{"train": [...], "test": [...]}. A scenario's test combinations are the first of its shuffled slot
     combinations, its train combinations the next ones, so the two never share one."""
@@ -932,10 +929,7 @@ def build(seed: int = SEED) -> dict[str, list[Dialogue]]:
     per_test = split_evenly(NUM_TEST, len(SCENARIOS))
     for scenario, n_train, n_test in zip(SCENARIOS, per_train, per_test):
         check_scenario(scenario)
-        combos = slot_combinations(scenario)
-        assert len(combos) >= n_train + n_test, (scenario.topic, len(combos))
-        rng.shuffle(combos)
-        for split, chosen in (("test", combos[:n_test]), ("train", combos[n_test : n_test + n_train])):
+        for split, chosen in disjoint_splits(slot_combinations(scenario), n_test, n_train, rng):
             for slots in chosen:
                 dialogue, summary, distractor = render(scenario, slots, rng)
                 row = {"id": "", "dialogue": dialogue, "summary": summary, "topic": scenario.topic}
@@ -952,13 +946,7 @@ def build(seed: int = SEED) -> dict[str, list[Dialogue]]:
 
 def write(out_dir: Path = OUT_DIR) -> dict[str, int]:
     """Write train.jsonl and test.jsonl into out_dir; {split: rows}."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for split, records in build().items():
-        text = "".join(json.dumps(d.row, ensure_ascii=False) + "\n" for d in records)
-        (out_dir / f"{split}.jsonl").write_text(text)
-        counts[split] = len(records)
-    return counts
+    return write_splits(out_dir, {split: [d.row for d in records] for split, records in build().items()})
 
 
 if __name__ == "__main__":

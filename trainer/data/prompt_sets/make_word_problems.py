@@ -18,11 +18,12 @@ answer is computed here, step by step, and checked. Deterministic: a fixed seed.
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from trainer.data.prompt_sets.splits import disjoint_splits, split_evenly, write_splits
 
 SEED = 20261201
 NUM_TRAIN = 2000
@@ -444,10 +445,6 @@ def render(template: Template, numbers: dict[str, int], rng: random.Random) -> d
     return {"question": question, "answer": "\n".join(lines) + f"\n#### {steps[-1][3]}"}
 
 
-def split_evenly(total: int, parts: int) -> list[int]:
-    return [total // parts + (i < total % parts) for i in range(parts)]
-
-
 def check_template(template: Template) -> None:
     """Every number is stated in every phrasing (so distinct numbers give distinct questions); every
     operand is a number, an earlier result or one of CONSTANTS."""
@@ -473,11 +470,8 @@ def build(seed: int = SEED) -> dict[str, list[tuple[dict, str, tuple[int, ...]]]
     per_test = split_evenly(NUM_TEST, len(TEMPLATES))
     for template, n_train, n_test in zip(TEMPLATES, per_train, per_test):
         check_template(template)
-        tuples = number_tuples(template)
-        assert len(tuples) >= n_train + n_test, (template.key, len(tuples))
-        rng.shuffle(tuples)
         keys = list(template.numbers)
-        for split, chosen in (("test", tuples[:n_test]), ("train", tuples[n_test : n_test + n_train])):
+        for split, chosen in disjoint_splits(number_tuples(template), n_test, n_train, rng):
             for combo in chosen:
                 out[split].append((render(template, dict(zip(keys, combo)), rng), template.key, combo))
     for split in out.values():
@@ -490,15 +484,8 @@ def build(seed: int = SEED) -> dict[str, list[tuple[dict, str, tuple[int, ...]]]
 
 def write(out_dir: Path = OUT_DIR) -> dict[str, int]:
     """Write train.jsonl and test.jsonl into out_dir; {split: rows}."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for split, records in build().items():
-        rows = [row for row, _, _ in records]
-        (out_dir / f"{split}.jsonl").write_text(
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        )
-        counts[split] = len(rows)
-    return counts
+    rows = {split: [row for row, _, _ in records] for split, records in build().items()}
+    return write_splits(out_dir, rows)
 
 
 if __name__ == "__main__":
