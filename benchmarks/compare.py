@@ -40,11 +40,15 @@ from shared import reaper
 from trainer.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
-METRICS = {  # metrics.jsonl key -> (label, higher is better)
-    "eval/acceptance": ("held-out draft acceptance (SKD rollouts, K=25)", True),
-    "eval/kl": ("KL(teacher || student) per token, student's greedy outputs", False),
-    "eval/answer_match": ("answer_match (short answers), student's greedy outputs", True),
-}
+
+
+def metrics(args: argparse.Namespace) -> dict[str, tuple[str, bool]]:
+    """metrics.jsonl key -> (label, higher is better): acceptance, KL and the task's metric."""
+    return {
+        "eval/acceptance": ("held-out draft acceptance (SKD rollouts, K=25)", True),
+        "eval/kl": ("KL(teacher || student) per token, student's greedy outputs", False),
+        f"eval/{args.metric}": (f"{args.metric} ({args.data}), student's greedy outputs", True),
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--data", default="short_answers", help="train_data of every run (its eval split is held out)"
     )
+    p.add_argument("--eval_data", default=None, help="held-out data (default: train_data's eval split)")
+    p.add_argument("--metric", default="answer_match", help="the task metric to summarize and plot")
     p.add_argument("--teacher_model", default="default")
     p.add_argument("--student_model", default="default")
     p.add_argument(
@@ -94,6 +100,7 @@ def trainer_flags(
         f"--method={method}",
         f"--seed={seed}",
         f"--train_data={args.data}",
+        *([f"--eval_data={args.eval_data}"] if args.eval_data else []),
         f"--teacher_model={args.teacher_model}",
         f"--student_model={student}",
         f"--teacher_urls=[{','.join(urls)}]",
@@ -166,6 +173,7 @@ def read_run(args: argparse.Namespace, method: str, seed: int) -> dict:
     evals = [r for r in records if "eval/kl" in r]
     train = [r for r in records if "train/loss" in r]
     wall = run_dir / "wall_s"
+    accepted = [r["train/batch_acceptance"] for r in train if r.get("train/batch_acceptance") is not None]
     return {
         "method": method,
         "seed": seed,
@@ -173,6 +181,8 @@ def read_run(args: argparse.Namespace, method: str, seed: int) -> dict:
         "optimizer_steps": len(train),
         "prompts_seen": len(train) * args.batch_size,
         "response_tokens_trained": sum(r.get("train/tokens", 0) for r in train),
+        "batch_acceptance": statistics.fmean(accepted) if accepted else None,  # mean over steps
+        "eval_s": sum(r.get("perf/time_eval_s", 0.0) for r in records),
         "wall_s": float(wall.read_text()) if wall.exists() else None,
     }
 
@@ -187,7 +197,7 @@ def teacher_score(args: argparse.Namespace, urls: list[str], student: Path) -> d
     from trainer.data.prompts import load_prompts
     from trainer.data.tasks import score_set
 
-    cfg = RunConfig(train_data=args.data, num_eval_prompts=args.num_eval_prompts)
+    cfg = RunConfig(train_data=args.data, eval_data=args.eval_data, num_eval_prompts=args.num_eval_prompts)
     tokenizer = AutoTokenizer.from_pretrained(student)
     _, examples, prompt_ids = load_prompts(cfg, tokenizer)
     req = GenerateRequest(
@@ -212,7 +222,7 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
 def summarize(args: argparse.Namespace, runs: list[dict], teacher: dict[str, float]) -> str:
     """summary.md: the initial student (every run's step 0), then per method the final evaluation's mean
     ± standard deviation over seeds."""
-    keys = [k for k in METRICS if any(k in r["evals"][-1] for r in runs)]
+    keys = [k for k in metrics(args) if any(k in r["evals"][-1] for r in runs)]
     names = [k.removeprefix("eval/") for k in keys]
     initial = [mean_spread([r["evals"][0][k] for r in runs]) for k in keys]
     lines = [
@@ -245,7 +255,7 @@ def plot(args: argparse.Namespace, runs: list[dict]) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
-    for key, (label, _) in METRICS.items():
+    for key, (label, _) in metrics(args).items():
         fig, ax = plt.subplots(figsize=(7, 4.2))
         for method in args.methods:
             curves = [
@@ -285,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
         student_model=args.student_model,
         max_new_tokens=args.max_new_tokens,
         train_data=args.data,
+        eval_data=args.eval_data,
     )
     grid = [(m, s) for s in args.seeds for m in args.methods]  # seed-major: every method early on
     if args.report:  # what has finished so far, without starting anything

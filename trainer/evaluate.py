@@ -4,19 +4,21 @@ responses the per-token KL(teacher || student), the task metric and the share of
 teacher's top-K ("greedy acceptance": inflated by repetitive outputs, which the teacher also predicts).
 
 The responses come from a rollout actor's engine (current weights), the teacher's targets from /score,
-the student's log-probs from the learner; so the numbers describe exactly the model being trained.
+the student's log-probs from the learner; so the numbers describe exactly the model being trained. Each
+evaluation also returns the responses with their per-item scores (kept by trainer.outputs.responses).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 
 from shared.protocol import ScoreItem, ScoreRequest, ServerInfo, TeacherTargets
 from shared.skd import in_top_k
 from trainer.config import RunConfig
-from trainer.data.tasks import Example, score_set
+from trainer.data.tasks import Example, score_set_items
 from trainer.learner.interface import Learner
 from trainer.outputs import metrics as m
 from trainer.records import Sample
@@ -74,19 +76,37 @@ class Evaluator:
         ]
         return self.learner.kl_to_teacher(samples)
 
-    def __call__(self) -> dict[str, float]:
+    def __call__(self) -> tuple[dict[str, float], list[dict]]:
+        """The metrics, and per held-out item its response and task scores (eval-set order)."""
         import ray
 
-        _, acceptance = ray.get(self.actor().skd_acceptance.remote(self.prompts))
+        # Both actor calls at once: the engine batches the greedy responses with the SKD rollouts, and
+        # the driver scores the responses while the rollouts go on.
+        t0 = time.perf_counter()
+        rollouts = self.actor().skd_acceptance.remote(self.prompts)
         version, greedy = ray.get(self.actor().generate_greedy.remote(self.prompts, self.cfg.max_new_tokens))
+        t_greedy = time.perf_counter()
         targets = asyncio.run(self._teacher_targets(greedy))
         texts = [self.learner.tokenizer.decode(r, skip_special_tokens=True) for r in greedy]
-        task = score_set(self.examples, texts, comet_model=getattr(self.cfg, "comet_model", None))
-        return {
+        task, scores = score_set_items(
+            self.examples, texts, comet_model=getattr(self.cfg, "comet_model", None)
+        )
+        items = [
+            {"index": i, "response": text, "tokens": len(r), "scores": score}
+            for i, (text, r, score) in enumerate(zip(texts, greedy, scores))
+        ]
+        kl = self._kl(greedy, targets, version)
+        t_scored = time.perf_counter()
+        _, acceptance = ray.get(rollouts)
+        metrics = {
             m.EVAL_ACCEPTANCE: acceptance,
             m.EVAL_GREEDY_ACCEPTANCE: greedy_acceptance(targets, self.cfg.top_k, self.vocab_size),
-            m.EVAL_KL: self._kl(greedy, targets, version),
+            m.EVAL_KL: kl,
             m.EVAL_RESPONSE_TOKENS: float(np.mean([len(r) for r in greedy])),
             m.EVAL_WEIGHT_VERSION: float(version),
             **{m.EVAL_TASK.format(name=k): v for k, v in task.items()},
+            m.EVAL_TIME.format(part="greedy"): t_greedy - t0,
+            m.EVAL_TIME.format(part="scoring"): t_scored - t_greedy,  # teacher targets, KL, task metric
+            m.EVAL_TIME.format(part="rollouts_wait"): time.perf_counter() - t_scored,
         }
+        return metrics, items

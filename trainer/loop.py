@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from trainer.config import RunConfig
 from trainer.outputs import metrics as m
 from trainer.outputs.checkpoints import checkpoint_dir, rotate_checkpoints
+from trainer.outputs.responses import write_responses
 
 if TYPE_CHECKING:  # the components import torch, vLLM or Ray: loaded in `setup`
     from shared.protocol import ServerInfo
@@ -53,13 +54,17 @@ class Run:
     evaluator: Evaluator
     log: MetricsLog
     tokens_seen: int = 0  # buffer.received_tokens at the previous step record
+    pushed_step: int | None = None  # the learner step whose weights the actors have (None: the base's)
 
     def push_weights(self) -> None:
         self.rollout.push_weights(self.learner.step, self.learner.weight_buckets(self.rollout.engine_dtype))
+        self.pushed_step = self.learner.step
 
     def evaluate(self) -> None:
-        self.push_weights()
-        metrics = self.evaluator()
+        if self.pushed_step != self.learner.step:  # pushed already by the loop, unless sync_every > 1
+            self.push_weights()
+        metrics, responses = self.evaluator()
+        write_responses(self.out, self.learner.step, responses)
         self.log.write(self.learner.step, metrics)
         shown = ", ".join(f"{k.removeprefix(m.EVAL)} {v:.4f}" for k, v in metrics.items())
         logger.info("step %d: %s", self.learner.step, shown)

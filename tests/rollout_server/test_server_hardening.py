@@ -127,7 +127,7 @@ def test_admission_is_bounded_and_answers_503_with_retry_after(second_server):
         head, answer = _response(s)
         assert head.startswith("HTTP/1.1 200"), head + answer
         s.close()
-    assert httpx.post(url + "/verify", json=GOOD, headers=AUTH).status_code == 200
+    assert httpx.post(url + "/verify", json=GOOD, headers=AUTH, timeout=60).status_code == 200
 
 
 def test_content_length_over_the_limit_answers_413_before_the_body_is_sent(teacher_server):

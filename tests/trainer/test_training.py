@@ -4,6 +4,7 @@ server over HTTP, the real trainer. One Ray cluster for the module."""
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from trainer.cli import main, parse_args
 from trainer.config import RunConfig
 from trainer.methods import METHODS
 from trainer.methods.builtin import TeacherSampling
+from trainer.outputs.responses import read_responses
 from trainer.records import Prompt, Sample
 
 
@@ -102,6 +104,11 @@ def test_a_new_users_first_run_on_low_memory_settings(
     assert (final / "model.safetensors").exists() and (final / "adapter" / "adapter_config.json").exists()
     assert 0 <= last_eval["eval/rougeL"] <= 1 and "eval/rouge1" in last_eval  # chat references -> ROUGE
     assert "rougeL" in (out / "report.md").read_text()
+    # the held-out responses behind those figures, per item, in eval-set order
+    items = read_responses(out, 3)
+    assert [i["index"] for i in items] == [0, 1, 2, 3]
+    assert statistics.fmean(i["scores"]["rougeL"] for i in items) == pytest.approx(last_eval["eval/rougeL"])
+    assert statistics.fmean(i["tokens"] for i in items) == pytest.approx(last_eval["eval/response_tokens"])
     # every value in metrics.jsonl is in TensorBoard's event files, at its step
     acc = EventAccumulator(str(out / "tensorboard"))
     acc.Reload()

@@ -41,6 +41,7 @@ EVAL_KL = "eval/kl"
 EVAL_RESPONSE_TOKENS = "eval/response_tokens"
 EVAL_WEIGHT_VERSION = "eval/weight_version"
 EVAL_TASK = "eval/{name}"  # each task metric (trainer.data.tasks)
+EVAL_TIME = "perf/eval_{part}_s"  # the evaluation's parts (trainer.evaluate)
 
 
 def step_record(

@@ -59,6 +59,8 @@ def write_report(out_dir: Path, config: dict, records: list[dict], summary: dict
     """report.md: what ran, the held-out metrics at each evaluation, throughput, and the plots."""
     evals = m.evaluations(records)
     keys = sorted({k for r in evals for k in r if k.startswith(m.EVAL)})
+    flat = [k for k in keys if len(evals) >= 2 and len({r.get(k) for r in evals}) == 1]
+    keys = [k for k in keys if k not in flat]
     lines = ["# SKD run report", "", f"Method `{config['method']}`, output `{out_dir}`.", ""]
     if len(evals) >= 2:
         first, last = evals[0], evals[-1]
@@ -77,6 +79,14 @@ def write_report(out_dir: Path, config: dict, records: list[dict], summary: dict
     lines += [
         f"| {r['step']} | " + " | ".join(f"{r.get(k, float('nan')):.4g}" for k in keys) + " |" for r in evals
     ]
+    if flat:  # a column of one value says nothing step by step: one line instead
+        same = ", ".join(f"{k.removeprefix(m.EVAL)} {evals[0].get(k, float('nan')):.4g}" for k in flat)
+        lines += [
+            "",
+            f"The same at every evaluation, so left out of the table: {same}. A task metric that stays put "
+            "means the student cannot do that part of the task yet within this budget; held-out acceptance "
+            "and KL show the distillation.",
+        ]
     lines += ["", "## Run summary", ""] + [f"- {k}: {v}" for k, v in summary.items()]
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plot(records, out_dir)]
     lines += ["", "## Configuration", "", "```json", json.dumps(config, indent=2, default=str), "```", ""]

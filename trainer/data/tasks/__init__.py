@@ -25,7 +25,7 @@ from trainer.data.tasks.loading import (
     load_examples,
     spec_forms,
 )
-from trainer.data.tasks.metrics import score_response, score_set, summarize_scores
+from trainer.data.tasks.metrics import score_response, score_set, score_set_items, summarize_scores
 from trainer.data.tasks.registry import (
     TASKS,
     ChatTurn,
@@ -61,6 +61,7 @@ __all__ = [
     "row_to_example",
     "score_response",
     "score_set",
+    "score_set_items",
     "spec_forms",
     "summarize_scores",
 ]

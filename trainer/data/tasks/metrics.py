@@ -274,15 +274,21 @@ def score_set(examples: list[Example], responses: list[str], **options) -> dict[
     `options` go to the metrics that take them (humaneval: `timeout_s`; translation: `comet_model`); one
     that no registered task's metric takes is a TypeError. When two tasks of the set report the same
     corpus metric, each is reported as `NAME/TASK` (e.g. `bleu/flores`, `bleu/translation`)."""
+    return score_set_items(examples, responses, **options)[0]
+
+
+def score_set_items(
+    examples: list[Example], responses: list[str], **options
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """`score_set`'s summary and each response's own scores (in order), each metric computed once."""
     if len(examples) != len(responses):
         raise ValueError(f"{len(examples)} examples but {len(responses)} responses")
     _check_options(options)
-    summary = summarize_scores(
-        [
-            TASKS[e.task].metric(e, r, **_options_for(TASKS[e.task].metric, options))
-            for e, r in zip(examples, responses)
-        ]
-    )
+    items = [
+        TASKS[e.task].metric(e, r, **_options_for(TASKS[e.task].metric, options))
+        for e, r in zip(examples, responses)
+    ]
+    summary = summarize_scores(items)
     groups: dict[str, tuple[list[Example], list[str]]] = {}
     for e, r in zip(examples, responses):
         group = groups.setdefault(e.task, ([], []))
@@ -297,7 +303,7 @@ def score_set(examples: list[Example], responses: list[str], **options) -> dict[
     for task, scores in corpus.items():
         for name, value in scores.items():
             summary[name if reported[name] == 1 else f"{name}/{task}"] = value
-    return summary
+    return summary, items
 
 
 def _check_options(options: dict[str, Any]) -> None:

@@ -1,0 +1,442 @@
+"""The paper's experiment (Xu et al., ICLR 2025, section 5) the paper's way, at a size this machine runs.
+
+    python -m benchmarks.paper all                            # every stage of both tasks (resumable)
+    python -m benchmarks.paper teacher --task word_problems    # one stage of one task
+    python -m benchmarks.paper report                         # the tables from what has finished
+
+Stages, per task, in the order `all` runs them (each reads the one before from disk, so each is one
+command, and a second call goes on where the first stopped: a finished run is read, an unfinished one
+continues from its last checkpoint, as in benchmarks.compare):
+
+- teacher   the embedded teacher fine-tuned on the task with the project's own `sft` method (the paper SFTs
+            its teachers); its greedy score before and after, on the held-out items.
+- student   the student: the tuned teacher pruned to every 2nd layer (the project's pruned student, taken
+            from the task-tuned teacher), then SFT-warmed for a short fixed budget (the paper's
+            initialisation); both checkpoints are cached for the stages below.
+- methods   every method from the warm student at equal budget, against the tuned teacher, per seed.
+- init      skd and the best baseline from the pruned, not warmed, student (one seed): the init axis.
+- ksweep    skd at K in {1, 5, 100} (K=25 is the methods stage's run), one seed: acceptance per K.
+- report    `outputs/paper/summary.md` + `results.json`: the paper-shaped table (tasks as columns, methods
+            as rows, skd's relative gain over the best baseline), a paired bootstrap interval of skd minus
+            the best baseline over held-out items (per item: mean over seeds), per-method acceptance, KL,
+            tokens trained and wall time, the K sweep, and plots over steps per task.
+
+Tasks: `word_problems` (GSM8K-shaped, exact match of the final answer) and `dialogue_summaries`
+(DialogSum-shaped, ROUGE-L), generated and shipped under trainer/data/prompt_sets/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import compare
+from shared import reaper
+
+ROOT = compare.ROOT
+SETS = "trainer/data/prompt_sets"
+METHODS = ["sft", "supervised_kd", "teacher_sampling", "on_policy", "skd", "mixed"]
+BASELINES = [m for m in METHODS if m not in ("skd", "mixed")]  # mixed is SKD's own mix with sft
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One stage's training budget: optimizer steps x sequences per step at one learning rate."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    eval_every: int
+
+
+@dataclass(frozen=True)
+class Task:
+    data: str
+    eval_data: str
+    metric: str  # the eval/<metric> key the task reports
+    seeds: tuple[int, ...]
+    max_new_tokens: int
+    max_prompt_len: int
+    teacher: Budget = Budget(steps=80, batch_size=16, lr=1e-4, eval_every=80)
+    warm: Budget = Budget(steps=40, batch_size=16, lr=3e-4, eval_every=40)
+    methods: Budget = Budget(steps=30, batch_size=8, lr=1e-4, eval_every=10)
+    num_eval_prompts: int = 100
+    k_sweep: tuple[int, ...] = (1, 5, 100)
+    extra: tuple[str, ...] = ("--learner_dtype=bf16",)  # every run; bf16 autocast: ~2x faster on this CPU
+
+
+TASKS = {
+    "word_problems": Task(
+        data=f"gsm8k:{SETS}/word_problems/train.jsonl",
+        eval_data=f"gsm8k:{SETS}/word_problems/test.jsonl",
+        metric="exact_match",
+        seeds=(0, 1, 2),
+        max_new_tokens=80,  # worked solutions: <= 70 tokens (SmolLM2 tokenizer); prompts <= 96
+        max_prompt_len=128,
+    ),
+    "dialogue_summaries": Task(
+        data=f"dialogsum:{SETS}/dialogue_summaries/train.jsonl",
+        eval_data=f"dialogsum:{SETS}/dialogue_summaries/test.jsonl",
+        metric="rougeL",
+        seeds=(0, 1),
+        max_new_tokens=48,  # summaries: <= 36 tokens; prompts (dialogues) <= 164
+        max_prompt_len=192,
+        k_sweep=(),  # the K sweep is asked of the math task only
+    ),
+}
+STAGES = ["teacher", "student", "methods", "init", "ksweep"]
+
+
+# --- one stage's runs, through benchmarks.compare ----------------------------------------------------------
+
+
+def stage_args(
+    task: Task, out: Path, budget: Budget, *, quick: bool, teacher_model: Path | str, extra=()
+) -> argparse.Namespace:
+    """benchmarks.compare's settings for one stage: its budget, the task, the shared evaluation."""
+    steps, every, n_eval = budget.steps, budget.eval_every, task.num_eval_prompts
+    if quick:  # a smoke run of every stage: 2 steps, 8 held-out items
+        steps, every, n_eval = 2, 2, 8
+    argv = [
+        f"--out={out}",
+        f"--data={task.data}",
+        f"--eval_data={task.eval_data}",
+        f"--metric={task.metric}",
+        f"--steps={steps}",
+        f"--batch_size={budget.batch_size}",
+        f"--lr={budget.lr}",
+        f"--eval_every={every}",
+        f"--num_eval_prompts={n_eval}",
+        f"--max_new_tokens={task.max_new_tokens}",
+        f"--teacher_model={teacher_model}",
+        "--",
+        f"--max_prompt_len={task.max_prompt_len}",
+        *task.extra,
+        *extra,
+    ]
+    return compare.parse_args(argv)
+
+
+def final_checkpoint(args: argparse.Namespace, method: str, seed: int) -> Path:
+    from trainer.outputs.checkpoints import checkpoint_dir
+
+    return checkpoint_dir(args.out / method / f"seed{seed}" / "checkpoints", args.steps)
+
+
+class Protocol:
+    """The stages of one task; each opens the teacher it needs (the base one, then the tuned one)."""
+
+    def __init__(self, name: str, out: Path, quick: bool, base_teacher: Path):
+        self.name, self.task, self.quick, self.base_teacher = name, TASKS[name], quick, base_teacher
+        self.out = out / name
+
+    def _teacher(self, model: Path):
+        from trainer.config import RunConfig
+        from trainer.teacher.service import teacher_service
+
+        cfg = RunConfig(
+            teacher_model=str(model),
+            max_new_tokens=self.task.max_new_tokens,
+            max_prompt_len=self.task.max_prompt_len,
+            top_k=max((25, *self.task.k_sweep)),
+        )
+        return teacher_service(cfg, model, self.out / f"teacher_server_{int(time.time())}.log")
+
+    def args(self, stage: str, budget: Budget, teacher: Path, extra=()) -> argparse.Namespace:
+        return stage_args(
+            self.task, self.out / stage, budget, quick=self.quick, teacher_model=teacher, extra=extra
+        )
+
+    # The cached models each later stage starts from.
+    def tuned_teacher(self) -> Path:
+        return self._ready(
+            final_checkpoint(self.args("teacher", self.task.teacher, self.base_teacher), "sft", 0)
+        )
+
+    def pruned_student(self) -> Path:
+        from trainer.models import ensure_pruned_student
+
+        return ensure_pruned_student(self.tuned_teacher(), 2, self.out / "models")
+
+    def warm_student(self) -> Path:
+        args = self.args("student", self.task.warm, self.tuned_teacher())
+        return self._ready(final_checkpoint(args, "sft", 0))
+
+    def _ready(self, path: Path) -> Path:
+        if not (path / "config.json").exists():
+            raise SystemExit(
+                f"{path} is missing: run the stage that makes it first (`all` runs them in order)"
+            )
+        return path
+
+    def teacher(self) -> None:
+        """SFT of the embedded teacher on the task; its held-out score before (teacher.json) and after."""
+        args = self.args("teacher", self.task.teacher, self.base_teacher, extra=["--eval_at_start=false"])
+        with self._teacher(self.base_teacher) as (urls, _):
+            before = self.out / "teacher" / "before.json"
+            if not before.exists():
+                before.parent.mkdir(parents=True, exist_ok=True)
+                before.write_text(json.dumps(compare.teacher_score(args, urls, self.base_teacher)))
+            compare.run_one(args, "sft", 0, urls, self.base_teacher)
+
+    def student(self) -> None:
+        """The pruned tuned teacher, SFT-warmed for the fixed short budget."""
+        teacher = self.tuned_teacher()
+        args = self.args("student", self.task.warm, teacher)
+        with self._teacher(teacher) as (urls, _):
+            compare.run_one(args, "sft", 0, urls, self.pruned_student())
+
+    def methods(self) -> None:
+        teacher = self.tuned_teacher()
+        args = self.args("methods", self.task.methods, teacher)
+        with self._teacher(teacher) as (urls, _):
+            if not (args.out / "teacher.json").exists():  # the tuned teacher's greedy score: the ceiling
+                (args.out / "teacher.json").write_text(json.dumps(compare.teacher_score(args, urls, teacher)))
+            for seed in self.task.seeds[:1] if self.quick else self.task.seeds:
+                for method in METHODS:
+                    compare.run_one(args, method, seed, urls, self.warm_student())
+
+    def init(self) -> None:
+        """skd and the best baseline (by the methods stage's mean) from the pruned, not warmed, student."""
+        teacher = self.tuned_teacher()
+        args = self.args("init", self.task.methods, teacher)
+        with self._teacher(teacher) as (urls, _):
+            for method in ("skd", self.best_baseline()):
+                compare.run_one(args, method, 0, urls, self.pruned_student())
+
+    def ksweep(self) -> None:
+        teacher = self.tuned_teacher()
+        with self._teacher(teacher) as (urls, _):
+            for k in self.task.k_sweep:
+                args = self.args(f"ksweep/k{k}", self.task.methods, teacher, extra=[f"--top_k={k}"])
+                compare.run_one(args, "skd", 0, urls, self.warm_student())
+
+    # --- reading what finished ---------------------------------------------------------------------------
+
+    def runs(self, stage: str, methods=METHODS, seeds=None, budget: Budget | None = None) -> list[dict]:
+        args = self.args(stage, budget or self.task.methods, self.base_teacher)
+        seeds = seeds if seeds is not None else self.task.seeds
+        return [
+            compare.read_run(args, m, s) | {"dir": str(args.out / m / f"seed{s}")}
+            for s in seeds
+            for m in methods
+            if compare.finished(args.out / m / f"seed{s}", args.steps)
+        ]
+
+    def best_baseline(self) -> str:
+        runs = self.runs("methods", BASELINES)
+        if not runs:
+            raise SystemExit(f"{self.name}: no finished baseline run: run the methods stage first")
+        key = f"eval/{self.task.metric}"
+        return max(BASELINES, key=lambda m: _mean([r["evals"][-1][key] for r in runs if r["method"] == m]))
+
+
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else float("-inf")
+
+
+# --- the report -------------------------------------------------------------------------------------------
+
+
+def item_scores(run_dir: Path, step: int, metric: str) -> np.ndarray:
+    """Per held-out item, the run's score at `step` (0 where the response has no score)."""
+    from trainer.outputs.responses import read_responses
+
+    return np.array([r["scores"].get(metric, 0.0) for r in read_responses(run_dir, step)])
+
+
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, *, samples: int = 10_000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of a - b over items and its 95% percentile interval, resampling items with replacement (both
+    runs scored on the same items: the pairing removes the items' own difficulty from the spread)."""
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"paired scores need the same non-empty items: {a.shape} vs {b.shape}")
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(diff.mean()), float(low), float(high)
+
+
+def per_item_mean(runs: list[dict], method: str, step: int, metric: str) -> np.ndarray:
+    """A method's per-item score averaged over its seeds (the unit the bootstrap resamples)."""
+    return np.mean([item_scores(Path(r["dir"]), step, metric) for r in runs if r["method"] == method], axis=0)
+
+
+def task_summary(p: Protocol) -> dict:
+    """One task's figures: per method the final metric over seeds, acceptance, KL, tokens, wall; the
+    bootstrap of skd minus the best baseline; the init axis and the K sweep."""
+    key, task = f"eval/{p.task.metric}", p.task
+    runs = p.runs("methods")
+    summary: dict = {"metric": task.metric, "methods": {}, "teacher": {}}
+    for label, name in (("before", "teacher/before.json"), ("after", "methods/teacher.json")):
+        if (p.out / name).exists():
+            summary["teacher"][label] = json.loads((p.out / name).read_text())
+    for method in METHODS:
+        mine = [r for r in runs if r["method"] == method]
+        if mine:
+            summary["methods"][method] = _method_row(mine, key)
+    done = {m for m in summary["methods"] if len(summary["methods"][m]["seeds"]) == len(task.seeds)}
+    baselines = [m for m in BASELINES if m in done]
+    if "skd" in done and baselines:
+        best = max(baselines, key=lambda m: summary["methods"][m]["metric"][0])
+        steps = p.args("methods", task.methods, p.base_teacher).steps
+        a, b = per_item_mean(runs, "skd", steps, task.metric), per_item_mean(runs, best, steps, task.metric)
+        mean, low, high = paired_bootstrap(a, b)
+        summary["skd_vs_best"] = {"baseline": best, "diff": mean, "ci95": [low, high], "items": len(a)}
+    summary["init"] = {r["method"]: _method_row([r], key) for r in p.runs("init", seeds=[0])}
+    sweep = {}
+    for k in task.k_sweep:
+        done_k = p.runs(f"ksweep/k{k}", ["skd"], seeds=[0])
+        if done_k:
+            sweep[k] = _method_row(done_k, key)
+    if sweep and "skd" in summary["methods"]:
+        sweep[25] = _method_row([r for r in runs if r["method"] == "skd" and r["seed"] == 0], key)
+    summary["ksweep"] = dict(sorted(sweep.items()))
+    return summary
+
+
+def _method_row(runs: list[dict], key: str) -> dict:
+    """Final-evaluation mean and spread over the runs (seeds), and what they cost."""
+    last = [r["evals"][-1] for r in runs]
+    accepted = [r["batch_acceptance"] for r in runs if r.get("batch_acceptance") is not None]
+    walls = [r["wall_s"] for r in runs if r.get("wall_s")]
+    return {
+        "seeds": [r["seed"] for r in runs],
+        "metric": compare.mean_spread([e[key] for e in last]),
+        "initial": compare.mean_spread([r["evals"][0][key] for r in runs]),
+        "acceptance": compare.mean_spread([e["eval/acceptance"] for e in last]),
+        "kl": compare.mean_spread([e["eval/kl"] for e in last]),
+        "batch_acceptance": statistics.fmean(accepted) if accepted else None,
+        "tokens": statistics.fmean(r["response_tokens_trained"] for r in runs),
+        "wall_s": statistics.fmean(walls) if walls else None,
+        "eval_s": statistics.fmean(r.get("eval_s", 0.0) for r in runs),
+    }
+
+
+def _cell(spread: tuple[float, float] | None) -> str:
+    return "-" if spread is None else f"{spread[0]:.3f} ± {spread[1]:.3f}"
+
+
+def render(summaries: dict[str, dict]) -> str:
+    """summary.md: the paper-shaped table first, then each task's details."""
+    names = list(summaries)
+    head = " | ".join(f"{n} ({s['metric']})" for n, s in summaries.items())
+    lines = ["# SKD against the baselines, the paper's protocol (benchmarks.paper)", ""]
+    lines += [f"| method | {head} |", "|---" * (len(names) + 1) + "|"]
+    for method in METHODS:
+        cells = [_cell(s["methods"].get(method, {}).get("metric")) for s in summaries.values()]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    gains = []
+    for s in summaries.values():
+        versus = s.get("skd_vs_best")
+        if versus is None:
+            gains.append("-")
+            continue
+        best = s["methods"][versus["baseline"]]["metric"][0]
+        rel = f"{100 * versus['diff'] / best:+.0f}%" if best else "n/a"
+        low, high = versus["ci95"]
+        gains.append(f"{rel} vs {versus['baseline']} ({versus['diff']:+.3f}, 95% CI {low:+.3f}..{high:+.3f})")
+    lines.append("| **skd vs best baseline** | " + " | ".join(gains) + " |")
+    teacher = [s["teacher"].get("after", {}).get(s["metric"]) for s in summaries.values()]
+    lines.append(
+        "| tuned teacher (greedy) | " + " | ".join("-" if t is None else f"{t:.3f}" for t in teacher) + " |"
+    )
+    for name, s in summaries.items():
+        lines += ["", f"## {name}", ""]
+        before = s["teacher"].get("before", {}).get(s["metric"])
+        after = s["teacher"].get("after", {}).get(s["metric"])
+        if before is not None or after is not None:
+            lines.append(f"Teacher greedy {s['metric']}: {before} before SFT, {after} after.")
+        lines += ["", _detail(s["methods"], s["metric"], "method (from the warm student)")]
+        if s["init"]:
+            lines += ["", _detail(s["init"], s["metric"], "method (from the pruned, not warmed, student)")]
+        if s["ksweep"]:
+            lines += [
+                "",
+                "| skd K | train batch acceptance | held-out acceptance | " + s["metric"] + " | KL |",
+            ]
+            lines.append("|---|---|---|---|---|")
+            for k, row in s["ksweep"].items():
+                batch = "-" if row["batch_acceptance"] is None else f"{row['batch_acceptance']:.3f}"
+                cells = [_cell(row[key]) for key in ("acceptance", "metric", "kl")]
+                lines.append(f"| {k} | {batch} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _detail(rows: dict[str, dict], metric: str, title: str) -> str:
+    lines = [
+        f"| {title} | {metric} (step 0 -> final) | held-out acceptance | KL | train batch acceptance | "
+        "response tokens trained | wall s | eval share | seeds |",
+        "|---" * 9 + "|",
+    ]
+    for method, r in rows.items():
+        batch = "-" if r["batch_acceptance"] is None else f"{r['batch_acceptance']:.3f}"
+        share = f"{r['eval_s'] / r['wall_s']:.0%}" if r["wall_s"] else "-"
+        wall = f"{r['wall_s']:.0f}" if r["wall_s"] else "-"
+        lines.append(
+            f"| {method} | {r['initial'][0]:.3f} -> {_cell(r['metric'])} | {_cell(r['acceptance'])} | "
+            f"{_cell(r['kl'])} | {batch} | {r['tokens']:.0f} | {wall} | {share} | {len(r['seeds'])} |"
+        )
+    return "\n".join(lines)
+
+
+def report(protocols: list[Protocol], out: Path) -> str:
+    summaries = {p.name: task_summary(p) for p in protocols}
+    (out / "results.json").write_text(json.dumps(summaries, indent=1))
+    text = render(summaries)
+    (out / "summary.md").write_text(text)
+    for p in protocols:
+        runs = p.runs("methods")
+        if runs:
+            args = p.args("methods", p.task.methods, p.base_teacher)
+            args.methods = [m for m in METHODS if any(r["method"] == m for r in runs)]
+            args.seeds = sorted({r["seed"] for r in runs})
+            compare.plot(args, runs)
+    return text
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage", choices=["all", *STAGES, "report"])
+    p.add_argument("--task", nargs="+", choices=list(TASKS), default=list(TASKS))
+    p.add_argument(
+        "--out", type=Path, default=None, help="default outputs/paper (--quick: outputs/paper-quick)"
+    )
+    p.add_argument("--quick", action="store_true", help="every stage at 2 steps, 8 held-out items, 1 seed")
+    args = p.parse_args(argv)
+    if args.out is None:
+        args.out = ROOT / "outputs" / ("paper-quick" if args.quick else "paper")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    from trainer.config import RunConfig
+    from trainer.models import resolve_models
+
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    base_teacher, _ = resolve_models(RunConfig(teacher_model="default", student_model="default"))
+    protocols = [Protocol(name, args.out, args.quick, base_teacher) for name in args.task]
+    stages = STAGES if args.stage == "all" else [] if args.stage == "report" else [args.stage]
+    for p in protocols:
+        for stage in stages:
+            t0 = time.perf_counter()
+            print(f"== {p.name}: {stage}", flush=True)
+            getattr(p, stage)()
+            print(f"== {p.name}: {stage} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(report(protocols, args.out))
+
+
+if __name__ == "__main__":
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
+    main()

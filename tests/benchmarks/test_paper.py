@@ -1,0 +1,100 @@
+"""benchmarks.paper's reading of finished runs: the paired bootstrap, the best baseline, the paper-shaped
+table. The runs are written as the trainer writes them (metrics.jsonl, eval_responses/), by hand."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import numpy as np
+import pytest
+
+from benchmarks import paper
+from trainer.outputs.responses import write_responses
+
+
+def test_paired_bootstrap_of_a_constant_difference_is_that_difference():
+    a = np.array([0.0, 1.0, 1.0, 0.0, 0.5])
+    assert paper.paired_bootstrap(a + 0.25, a) == pytest.approx((0.25, 0.25, 0.25))
+
+
+def test_paired_bootstrap_interval_matches_the_normal_approximation_on_many_items():
+    rng = np.random.default_rng(1)
+    a = rng.binomial(1, 0.6, size=2000).astype(float)
+    b = np.where(rng.random(2000) < 0.8, a, 1 - a)  # paired: b mostly agrees with a
+    mean, low, high = paper.paired_bootstrap(a, b, samples=4000)
+    diff = a - b
+    half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
+    assert mean == pytest.approx(diff.mean())
+    assert low == pytest.approx(mean - half, abs=0.25 * half) and high == pytest.approx(
+        mean + half, abs=0.25 * half
+    )
+
+
+def test_paired_bootstrap_refuses_unpaired_scores():
+    with pytest.raises(ValueError, match="same non-empty items"):
+        paper.paired_bootstrap(np.zeros(3), np.zeros(4))
+
+
+def _write_run(run_dir, steps, metric, initial, items):
+    """A finished run: step-0 and final evaluations, train records, and the final held-out responses."""
+    final = statistics.fmean(items)
+    records = [{"step": 0, "eval/acceptance": 0.1, "eval/kl": 2.0, f"eval/{metric}": initial}]
+    records += [
+        {"step": s, "train/loss": 1.0, "train/tokens": 10, "train/batch_acceptance": 0.5}
+        for s in range(1, steps + 1)
+    ]
+    records.append(
+        {
+            "step": steps,
+            "eval/acceptance": 0.5,
+            "eval/kl": 1.0,
+            f"eval/{metric}": final,
+            "perf/time_eval_s": 3.0,
+        }
+    )
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run_dir / "wall_s").write_text("12.0\n")
+    write_responses(
+        run_dir,
+        steps,
+        [{"index": i, "response": "", "tokens": 1, "scores": {metric: v}} for i, v in enumerate(items)],
+    )
+
+
+def test_the_report_compares_skd_with_the_best_baseline_item_by_item(tmp_path):
+    task = paper.TASKS["word_problems"]
+    proto = paper.Protocol("word_problems", tmp_path, quick=False, base_teacher=tmp_path / "teacher")
+    steps = task.methods.steps
+    per_method = {  # per seed, per item exact match on 4 held-out items
+        "sft": [[0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]],
+        "supervised_kd": [[1, 0, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0]],  # the best baseline: mean 5/12
+        "teacher_sampling": [[0, 0, 1, 1], [0, 0, 0, 0], [1, 0, 0, 0]],
+        "on_policy": [[0, 0, 0, 0]] * 3,
+        "skd": [[1, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1]],
+        "mixed": [[1, 1, 1, 1]] * 3,  # not a baseline: SKD's own mix
+    }
+    for method, seeds in per_method.items():
+        for seed, items in zip(task.seeds, seeds):
+            _write_run(
+                tmp_path / "word_problems" / "methods" / method / f"seed{seed}",
+                steps,
+                "exact_match",
+                0.0,
+                items,
+            )
+    (tmp_path / "word_problems" / "methods" / "teacher.json").write_text(json.dumps({"exact_match": 0.75}))
+    assert proto.best_baseline() == "supervised_kd"
+    summary = paper.task_summary(proto)
+    versus = summary["skd_vs_best"]
+    skd_items = np.mean(per_method["skd"], axis=0)
+    best_items = np.mean(per_method["supervised_kd"], axis=0)
+    assert versus["baseline"] == "supervised_kd" and versus["items"] == 4
+    assert versus["diff"] == pytest.approx(float((skd_items - best_items).mean()))
+    assert versus["ci95"][0] <= versus["diff"] <= versus["ci95"][1]
+    assert summary["methods"]["skd"]["metric"][0] == pytest.approx(8 / 12)
+    assert summary["methods"]["skd"]["batch_acceptance"] == pytest.approx(0.5)
+    text = paper.render({"word_problems": summary})
+    assert "| skd | 0.667 ± " in text and "tuned teacher (greedy) | 0.750" in text
+    assert "+60% vs supervised_kd" in text  # (8/12 - 5/12) / (5/12)
