@@ -66,7 +66,7 @@ class Task:
     max_prompt_len: int
     teacher: Budget = Budget(steps=80, batch_size=16, lr=1e-4, eval_every=80)
     warm: Budget = Budget(steps=40, batch_size=16, lr=3e-4, eval_every=40)
-    methods: Budget = Budget(steps=30, batch_size=8, lr=1e-4, eval_every=10)
+    methods: Budget = Budget(steps=30, batch_size=8, lr=1e-4, eval_every=15)
     num_eval_prompts: int = 100
     k_sweep: tuple[int, ...] = (1, 5, 100)
     extra: tuple[str, ...] = ("--learner_dtype=bf16",)  # every run; bf16 autocast: ~2x faster on this CPU
@@ -133,9 +133,10 @@ def final_checkpoint(args: argparse.Namespace, method: str, seed: int) -> Path:
 class Protocol:
     """The stages of one task; each opens the teacher it needs (the base one, then the tuned one)."""
 
-    def __init__(self, name: str, out: Path, quick: bool, base_teacher: Path):
+    def __init__(self, name: str, out: Path, quick: bool, base_teacher: Path, seeds=None):
         self.name, self.task, self.quick, self.base_teacher = name, TASKS[name], quick, base_teacher
         self.out = out / name
+        self.seeds = self.task.seeds[:1] if quick else tuple(seeds or self.task.seeds)  # the methods stage's
 
     def _teacher(self, model: Path):
         from trainer.config import RunConfig
@@ -150,6 +151,8 @@ class Protocol:
         return teacher_service(cfg, model, self.out / f"teacher_server_{int(time.time())}.log")
 
     def args(self, stage: str, budget: Budget, teacher: Path, extra=()) -> argparse.Namespace:
+        if stage not in ("teacher", "student"):  # step 0 is the student stage's evaluation (`runs`)
+            extra = ["--eval_at_start=false", *extra]
         return stage_args(
             self.task, self.out / stage, budget, quick=self.quick, teacher_model=teacher, extra=extra
         )
@@ -199,7 +202,7 @@ class Protocol:
         with self._teacher(teacher) as (urls, _):
             if not (args.out / "teacher.json").exists():  # the tuned teacher's greedy score: the ceiling
                 (args.out / "teacher.json").write_text(json.dumps(compare.teacher_score(args, urls, teacher)))
-            for seed in self.task.seeds[:1] if self.quick else self.task.seeds:
+            for seed in self.seeds:
                 for method in METHODS:
                     compare.run_one(args, method, seed, urls, self.warm_student())
 
@@ -221,14 +224,29 @@ class Protocol:
     # --- reading what finished ---------------------------------------------------------------------------
 
     def runs(self, stage: str, methods=METHODS, seeds=None, budget: Budget | None = None) -> list[dict]:
+        """The finished runs of a stage. Runs from the warm (or pruned) student skip the step-0
+        evaluation: the student stage measured that same model on the same items against the same
+        teacher, so its final (or first) evaluation is put in front as step 0."""
         args = self.args(stage, budget or self.task.methods, self.base_teacher)
         seeds = seeds if seeds is not None else self.task.seeds
-        return [
+        runs = [
             compare.read_run(args, m, s) | {"dir": str(args.out / m / f"seed{s}")}
             for s in seeds
             for m in methods
             if compare.finished(args.out / m / f"seed{s}", args.steps)
         ]
+        if stage not in ("teacher", "student") and (start := self._start_eval(stage)) is not None:
+            for run in runs:
+                if run["evals"] and run["evals"][0]["step"] != 0:
+                    run["evals"] = [start, *run["evals"]]
+        return runs
+
+    def _start_eval(self, stage: str) -> dict | None:
+        warm = self.runs("student", ["sft"], seeds=[0], budget=self.task.warm)
+        if not warm:
+            return None
+        evals = warm[0]["evals"]
+        return {**(evals[0] if stage == "init" else evals[-1]), "step": 0}
 
     def best_baseline(self) -> str:
         runs = self.runs("methods", BASELINES)
@@ -277,9 +295,13 @@ def task_summary(p: Protocol) -> dict:
     key, task = f"eval/{p.task.metric}", p.task
     runs = p.runs("methods")
     summary: dict = {"metric": task.metric, "methods": {}, "teacher": {}}
-    for label, name in (("before", "teacher/before.json"), ("after", "methods/teacher.json")):
-        if (p.out / name).exists():
+    for label, name in (("before", "teacher/before.json"), ("served", "methods/teacher.json")):
+        if (p.out / name).exists():  # the base teacher's score; the tuned one's, as the server generates
             summary["teacher"][label] = json.loads((p.out / name).read_text())
+    if tuned := p.runs("teacher", ["sft"], seeds=[0], budget=task.teacher):  # its last evaluation
+        summary["teacher"]["after"] = {task.metric: tuned[0]["evals"][-1][key], "wall_s": tuned[0]["wall_s"]}
+    warm = p.runs("student", ["sft"], seeds=[0], budget=task.warm)
+    summary["student"] = _method_row(warm, key) if warm else None
     for method in METHODS:
         mine = [r for r in runs if r["method"] == method]
         if mine:
@@ -346,7 +368,9 @@ def render(summaries: dict[str, dict]) -> str:
         low, high = versus["ci95"]
         gains.append(f"{rel} vs {versus['baseline']} ({versus['diff']:+.3f}, 95% CI {low:+.3f}..{high:+.3f})")
     lines.append("| **skd vs best baseline** | " + " | ".join(gains) + " |")
-    teacher = [s["teacher"].get("after", {}).get(s["metric"]) for s in summaries.values()]
+    teacher = [
+        s["teacher"].get("served", s["teacher"].get("after", {})).get(s["metric"]) for s in summaries.values()
+    ]
     lines.append(
         "| tuned teacher (greedy) | " + " | ".join("-" if t is None else f"{t:.3f}" for t in teacher) + " |"
     )
@@ -356,6 +380,13 @@ def render(summaries: dict[str, dict]) -> str:
         after = s["teacher"].get("after", {}).get(s["metric"])
         if before is not None or after is not None:
             lines.append(f"Teacher greedy {s['metric']}: {before} before SFT, {after} after.")
+        if warm := s.get("student"):
+            lines += [
+                "",
+                f"Student (the tuned teacher pruned to every 2nd layer): {s['metric']} "
+                f"{warm['initial'][0]:.3f}; after the SFT warm-up {warm['metric'][0]:.3f}, held-out "
+                f"acceptance {warm['acceptance'][0]:.3f}, KL {warm['kl'][0]:.3f}.",
+            ]
         lines += ["", _detail(s["methods"], s["metric"], "method (from the warm student)")]
         if s["init"]:
             lines += ["", _detail(s["init"], s["metric"], "method (from the pruned, not warmed, student)")]
@@ -412,6 +443,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out", type=Path, default=None, help="default outputs/paper (--quick: outputs/paper-quick)"
     )
     p.add_argument("--quick", action="store_true", help="every stage at 2 steps, 8 held-out items, 1 seed")
+    p.add_argument(
+        "--seeds", nargs="+", type=int, default=None, help="the methods stage's (default: the task's)"
+    )
     args = p.parse_args(argv)
     if args.out is None:
         args.out = ROOT / "outputs" / ("paper-quick" if args.quick else "paper")
@@ -426,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     base_teacher, _ = resolve_models(RunConfig(teacher_model="default", student_model="default"))
-    protocols = [Protocol(name, args.out, args.quick, base_teacher) for name in args.task]
+    protocols = [Protocol(name, args.out, args.quick, base_teacher, args.seeds) for name in args.task]
     stages = STAGES if args.stage == "all" else [] if args.stage == "report" else [args.stage]
     for p in protocols:
         for stage in stages:

@@ -141,7 +141,14 @@ class RunConfig(BaseSettings):
         description="Task of generic rows without a 'task' column: picks the metric (chat: exact match + "
         "ROUGE; summarization: ROUGE; translation: chrF++ + BLEU; arithmetic; gsm8k).",
     )
-    num_eval_prompts: int = Field(16, ge=1)
+    num_eval_prompts: int = Field(16, ge=1, description="Held-out prompts per evaluation.")
+    num_eval_acceptance_prompts: int = Field(
+        16,
+        ge=1,
+        description="Of those, how many the held-out acceptance rate is measured on (SKD rollouts, the first "
+        "N): a per-token rate needs few prompts, and its rollouts, one teacher pass per round, are "
+        "evaluation's dearest part (an untrained student commits about one token per round).",
+    )
     max_prompt_len: int = Field(
         256, ge=8, description="Prompts are truncated from the left to this many tokens."
     )

@@ -1,7 +1,8 @@
 """Held-out evaluation of the student: the acceptance rate of its drafts under the teacher's top-K in SKD
-rollouts (accepted / proposed draft tokens, as in training but on held-out prompts), and on its own greedy
-responses the per-token KL(teacher || student), the task metric and the share of its tokens in the
-teacher's top-K ("greedy acceptance": inflated by repetitive outputs, which the teacher also predicts).
+rollouts (accepted / proposed draft tokens, as in training but on the first `num_eval_acceptance_prompts`
+held-out prompts), and on its own greedy responses the per-token KL(teacher || student), the task metric
+and the share of its tokens in the teacher's top-K ("greedy acceptance": inflated by repetitive outputs,
+which the teacher also predicts).
 
 The responses come from a rollout actor's engine (current weights), the teacher's targets from /score,
 the student's log-probs from the learner; so the numbers describe exactly the model being trained. Each
@@ -83,7 +84,7 @@ class Evaluator:
         # Both actor calls at once: the engine batches the greedy responses with the SKD rollouts, and
         # the driver scores the responses while the rollouts go on.
         t0 = time.perf_counter()
-        rollouts = self.actor().skd_acceptance.remote(self.prompts)
+        rollouts = self.actor().skd_acceptance.remote(self.prompts[: self.cfg.num_eval_acceptance_prompts])
         version, greedy = ray.get(self.actor().generate_greedy.remote(self.prompts, self.cfg.max_new_tokens))
         t_greedy = time.perf_counter()
         targets = asyncio.run(self._teacher_targets(greedy))

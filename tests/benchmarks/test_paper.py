@@ -98,3 +98,22 @@ def test_the_report_compares_skd_with_the_best_baseline_item_by_item(tmp_path):
     text = paper.render({"word_problems": summary})
     assert "| skd | 0.667 ± " in text and "tuned teacher (greedy) | 0.750" in text
     assert "+60% vs supervised_kd" in text  # (8/12 - 5/12) / (5/12)
+
+
+def test_runs_from_the_warm_student_start_at_its_measured_evaluation(tmp_path):
+    """The methods stage skips the step-0 evaluation: step 0 is the student stage's final one (the same
+    model, items and teacher); the init stage's is the student stage's first (the pruned student)."""
+    task = paper.TASKS["word_problems"]
+    proto = paper.Protocol("word_problems", tmp_path, quick=False, base_teacher=tmp_path / "teacher")
+    _write_run(
+        tmp_path / "word_problems" / "student" / "sft" / "seed0", task.warm.steps, "exact_match", 0.0, [1, 0]
+    )
+    run_dir = tmp_path / "word_problems" / "methods" / "skd" / "seed0"
+    _write_run(run_dir, task.methods.steps, "exact_match", 0.0, [1, 1])
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()[1:]  # as run: no step-0 evaluation
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    (run,) = proto.runs("methods", ["skd"], seeds=[0])
+    assert [e["step"] for e in run["evals"]] == [0, task.methods.steps]
+    assert run["evals"][0]["eval/exact_match"] == 0.5  # the warm student's final evaluation
+    assert "--eval_at_start=false" in proto.args("methods", task.methods, tmp_path).extra
+    assert "--eval_at_start=false" not in proto.args("student", task.warm, tmp_path).extra
