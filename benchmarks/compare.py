@@ -182,7 +182,7 @@ def read_run(args: argparse.Namespace, method: str, seed: int) -> dict:
         "prompts_seen": len(train) * args.batch_size,
         "response_tokens_trained": sum(r.get("train/tokens", 0) for r in train),
         "batch_acceptance": statistics.fmean(accepted) if accepted else None,  # mean over steps
-        "eval_s": sum(r.get("perf/time_eval_s", 0.0) for r in records),
+        "eval_s": sum(v for e in evals for k, v in e.items() if k.startswith("perf/eval_")),  # parts
         "wall_s": float(wall.read_text()) if wall.exists() else None,
     }
 

@@ -200,6 +200,7 @@ class Protocol:
         teacher = self.tuned_teacher()
         args = self.args("methods", self.task.methods, teacher)
         with self._teacher(teacher) as (urls, _):
+            args.out.mkdir(parents=True, exist_ok=True)
             if not (args.out / "teacher.json").exists():  # the tuned teacher's greedy score: the ceiling
                 (args.out / "teacher.json").write_text(json.dumps(compare.teacher_score(args, urls, teacher)))
             for seed in self.seeds:
@@ -306,7 +307,7 @@ def task_summary(p: Protocol) -> dict:
         mine = [r for r in runs if r["method"] == method]
         if mine:
             summary["methods"][method] = _method_row(mine, key)
-    done = {m for m in summary["methods"] if len(summary["methods"][m]["seeds"]) == len(task.seeds)}
+    done = set(summary["methods"])  # the seeds finished so far (each row says how many)
     baselines = [m for m in BASELINES if m in done]
     if "skd" in done and baselines:
         best = max(baselines, key=lambda m: summary["methods"][m]["metric"][0])

@@ -148,7 +148,8 @@ class LocalLearner:
         """Sum and count of per-token forward KL(teacher || student) over all workers' samples."""
         self.model.eval()
         try:
-            losses = self.token_losses(samples, kind="forward_kl")
+            with torch.no_grad():  # evaluation: no graph to keep (it held every activation of the set)
+                losses = self.token_losses(samples, kind="forward_kl")
             return self._sum(float(losses.sum())), int(self._sum(losses.numel()))
         finally:
             self.model.train()
