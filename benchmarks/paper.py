@@ -64,10 +64,11 @@ class Task:
     seeds: tuple[int, ...]
     max_new_tokens: int
     max_prompt_len: int
-    teacher: Budget = Budget(steps=80, batch_size=16, lr=1e-4, eval_every=80)
+    teacher: Budget = Budget(steps=120, batch_size=16, lr=1e-4, eval_every=60)
     warm: Budget = Budget(steps=40, batch_size=16, lr=3e-4, eval_every=40)
     methods: Budget = Budget(steps=30, batch_size=8, lr=1e-4, eval_every=15)
     num_eval_prompts: int = 100
+    student_layers: int | None = None  # the pruned student's layers, evenly spaced; None: every 2nd
     k_sweep: tuple[int, ...] = (1, 5, 100)
     extra: tuple[str, ...] = ("--learner_dtype=bf16",)  # every run; bf16 autocast: ~2x faster on this CPU
 
@@ -166,7 +167,8 @@ class Protocol:
     def pruned_student(self) -> Path:
         from trainer.models import ensure_pruned_student
 
-        return ensure_pruned_student(self.tuned_teacher(), 2, self.out / "models")
+        layers = self.task.student_layers
+        return ensure_pruned_student(self.tuned_teacher(), 2, self.out / "models", layers=layers)
 
     def warm_student(self) -> Path:
         args = self.args("student", self.task.warm, self.tuned_teacher())

@@ -41,6 +41,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if E2E_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.e2e)
+        if "compose_stack" in item.fixturenames:  # one worker starts the (module-scoped) stack once
+            item.add_marker(pytest.mark.xdist_group("compose_stack"))
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -91,17 +91,32 @@ def ensure_default_teacher(cache_dir: Path | None = None) -> Path:
     return out
 
 
-def ensure_pruned_student(teacher_dir: Path, keep_every: int, cache_dir: Path | None = None) -> Path:
-    """A student keeping teacher layers 0, n, 2n, ... (and the last), embeddings and head copied."""
+def kept_layers(n: int, keep_every: int | None = None, layers: int | None = None) -> list[int]:
+    """The teacher layers a pruned student keeps: every `keep_every`-th, or `layers` of them evenly
+    spaced; the first and the last always."""
+    if (keep_every is None) == (layers is None):
+        raise ValueError("give exactly one of keep_every and layers")
+    if layers is not None:
+        if not 2 <= layers <= n:
+            raise ValueError(f"layers must be in 2..{n} (the teacher has {n}), got {layers}")
+        return sorted({round(i * (n - 1) / (layers - 1)) for i in range(layers)})
+    return sorted({*range(0, n, keep_every), n - 1})
+
+
+def ensure_pruned_student(
+    teacher_dir: Path, keep_every: int | None = 2, cache_dir: Path | None = None, *, layers: int | None = None
+) -> Path:
+    """A student keeping some teacher layers (`kept_layers`), embeddings and head copied."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = (cache_dir or default_cache_dir()) / f"{Path(teacher_dir).name}-keep{keep_every}"
+    tag = f"keep{keep_every}" if layers is None else f"layers{layers}"
+    out = (cache_dir or default_cache_dir()) / f"{Path(teacher_dir).name}-{tag}"
     if _is_model_dir(out):
         return out
     teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32)
     n = teacher.config.num_hidden_layers
-    keep = sorted({*range(0, n, keep_every), n - 1})
+    keep = kept_layers(n, None if layers is not None else keep_every, layers)
     layers = teacher.model.layers
     teacher.model.layers = torch.nn.ModuleList(layers[i] for i in keep)
     for new_idx, layer in enumerate(teacher.model.layers):
