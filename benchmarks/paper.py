@@ -10,9 +10,9 @@ continues from its last checkpoint, as in benchmarks.compare):
 
 - teacher   the embedded teacher fine-tuned on the task with the project's own `sft` method (the paper SFTs
             its teachers); its greedy score before and after, on the held-out items.
-- student   the student: the tuned teacher pruned to every 2nd layer (the project's pruned student, taken
-            from the task-tuned teacher), then SFT-warmed for a short fixed budget (the paper's
-            initialisation); both checkpoints are cached for the stages below.
+- student   the student: the tuned teacher pruned to `Task.student_layers` evenly spaced layers (the
+            project's pruned student, taken from the task-tuned teacher), then SFT-warmed for a short fixed
+            budget (the paper's initialisation); both checkpoints are cached for the stages below.
 - methods   every method from the warm student at equal budget, against the tuned teacher, per seed.
 - init      skd and the best baseline from the pruned, not warmed, student (one seed): the init axis.
 - ksweep    skd at K in {1, 5, 100} (K=25 is the methods stage's run), one seed: acceptance per K.
@@ -79,6 +79,7 @@ TASKS = {
         eval_data=f"gsm8k:{SETS}/word_problems/test.jsonl",
         metric="exact_match",
         seeds=(0, 1, 2),
+        student_layers=26,
         max_new_tokens=80,  # worked solutions: <= 70 tokens (SmolLM2 tokenizer); prompts <= 96
         max_prompt_len=128,
     ),
@@ -297,7 +298,12 @@ def task_summary(p: Protocol) -> dict:
     bootstrap of skd minus the best baseline; the init axis and the K sweep."""
     key, task = f"eval/{p.task.metric}", p.task
     runs = p.runs("methods")
-    summary: dict = {"metric": task.metric, "methods": {}, "teacher": {}}
+    summary: dict = {
+        "metric": task.metric,
+        "methods": {},
+        "teacher": {},
+        "student_layers": task.student_layers,
+    }
     for label, name in (("before", "teacher/before.json"), ("served", "methods/teacher.json")):
         if (p.out / name).exists():  # the base teacher's score; the tuned one's, as the server generates
             summary["teacher"][label] = json.loads((p.out / name).read_text())
@@ -347,6 +353,10 @@ def _method_row(runs: list[dict], key: str) -> dict:
     }
 
 
+def _layers(n: int | None) -> str:
+    return "every 2nd layer" if n is None else f"{n} evenly spaced layers"
+
+
 def _cell(spread: tuple[float, float] | None) -> str:
     return "-" if spread is None else f"{spread[0]:.3f} ± {spread[1]:.3f}"
 
@@ -386,7 +396,7 @@ def render(summaries: dict[str, dict]) -> str:
         if warm := s.get("student"):
             lines += [
                 "",
-                f"Student (the tuned teacher pruned to every 2nd layer): {s['metric']} "
+                f"Student (the tuned teacher pruned to {_layers(s.get('student_layers'))}): {s['metric']} "
                 f"{warm['initial'][0]:.3f}; after the SFT warm-up {warm['metric'][0]:.3f}, held-out "
                 f"acceptance {warm['acceptance'][0]:.3f}, KL {warm['kl'][0]:.3f}.",
             ]
