@@ -135,10 +135,11 @@ def final_checkpoint(args: argparse.Namespace, method: str, seed: int) -> Path:
 class Protocol:
     """The stages of one task; each opens the teacher it needs (the base one, then the tuned one)."""
 
-    def __init__(self, name: str, out: Path, quick: bool, base_teacher: Path, seeds=None):
+    def __init__(self, name: str, out: Path, quick: bool, base_teacher: Path, seeds=None, methods=METHODS):
         self.name, self.task, self.quick, self.base_teacher = name, TASKS[name], quick, base_teacher
         self.out = out / name
         self.seeds = self.task.seeds[:1] if quick else tuple(seeds or self.task.seeds)  # the methods stage's
+        self.methods_run = tuple(methods)
 
     def _teacher(self, model: Path):
         from trainer.config import RunConfig
@@ -207,7 +208,7 @@ class Protocol:
             if not (args.out / "teacher.json").exists():  # the tuned teacher's greedy score: the ceiling
                 (args.out / "teacher.json").write_text(json.dumps(compare.teacher_score(args, urls, teacher)))
             for seed in self.seeds:
-                for method in METHODS:
+                for method in self.methods_run:
                     compare.run_one(args, method, seed, urls, self.warm_student())
 
     def init(self) -> None:
@@ -459,6 +460,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--seeds", nargs="+", type=int, default=None, help="the methods stage's (default: the task's)"
     )
+    p.add_argument(
+        "--methods", nargs="+", choices=METHODS, default=METHODS, help="the methods stage's, in this order"
+    )
     args = p.parse_args(argv)
     if args.out is None:
         args.out = ROOT / "outputs" / ("paper-quick" if args.quick else "paper")
@@ -473,7 +477,9 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     base_teacher, _ = resolve_models(RunConfig(teacher_model="default", student_model="default"))
-    protocols = [Protocol(name, args.out, args.quick, base_teacher, args.seeds) for name in args.task]
+    protocols = [
+        Protocol(name, args.out, args.quick, base_teacher, args.seeds, args.methods) for name in args.task
+    ]
     stages = STAGES if args.stage == "all" else [] if args.stage == "report" else [args.stage]
     for p in protocols:
         for stage in stages:
