@@ -174,6 +174,7 @@ def read_run(args: argparse.Namespace, method: str, seed: int) -> dict:
     train = [r for r in records if "train/loss" in r]
     wall = run_dir / "wall_s"
     accepted = [r["train/batch_acceptance"] for r in train if r.get("train/batch_acceptance") is not None]
+    ks = [r["train/top_k"] for r in train if "train/top_k" in r]  # target_acceptance's K, per step
     return {
         "method": method,
         "seed": seed,
@@ -182,6 +183,7 @@ def read_run(args: argparse.Namespace, method: str, seed: int) -> dict:
         "prompts_seen": len(train) * args.batch_size,
         "response_tokens_trained": sum(r.get("train/tokens", 0) for r in train),
         "batch_acceptance": statistics.fmean(accepted) if accepted else None,  # mean over steps
+        "mean_top_k": statistics.fmean(ks) if ks else None,
         "eval_s": sum(v for e in evals for k, v in e.items() if k.startswith("perf/eval_")),  # parts
         "wall_s": float(wall.read_text()) if wall.exists() else None,
     }

@@ -15,7 +15,8 @@ continues from its last checkpoint, as in benchmarks.compare):
             budget (the paper's initialisation); both checkpoints are cached for the stages below.
 - methods   every method from the warm student at equal budget, against the tuned teacher, per seed.
 - init      skd and the best baseline from the pruned, not warmed, student (one seed): the init axis.
-- ksweep    skd at K in {1, 5, 100} (K=25 is the methods stage's run), one seed: acceptance per K.
+- ksweep    skd at K in {1, 5, 100} (K=25 is the methods stage's run), one seed: acceptance per K; then
+            skd with `target_acceptance` (K adapted per step from K=25) at each of `Task.acceptance_targets`.
 - report    `outputs/paper/summary.md` + `results.json`: the paper-shaped table (tasks as columns, methods
             as rows, skd's relative gain over the best baseline), a paired bootstrap interval of skd minus
             the best baseline over held-out items (per item: mean over seeds), per-method acceptance, KL,
@@ -70,6 +71,7 @@ class Task:
     num_eval_prompts: int = 100
     student_layers: int | None = None  # the pruned student's layers, evenly spaced; None: every 2nd
     k_sweep: tuple[int, ...] = (1, 5, 100)
+    acceptance_targets: tuple[float, ...] = ()  # ksweep: skd with K adapted to hold these acceptances
     extra: tuple[str, ...] = ("--learner_dtype=bf16",)  # every run; bf16 autocast: ~2x faster on this CPU
 
 
@@ -80,6 +82,7 @@ TASKS = {
         metric="exact_match",
         seeds=(0, 1, 2),
         student_layers=26,
+        acceptance_targets=(0.9,),  # K=1 accepts ~0.85, K=25 0.995 (the warm 26-layer student)
         max_new_tokens=80,  # worked solutions: <= 70 tokens (SmolLM2 tokenizer); prompts <= 96
         max_prompt_len=128,
     ),
@@ -225,6 +228,10 @@ class Protocol:
             for k in self.task.k_sweep:
                 args = self.args(f"ksweep/k{k}", self.task.methods, teacher, extra=[f"--top_k={k}"])
                 compare.run_one(args, "skd", 0, urls, self.warm_student())
+            for target in self.task.acceptance_targets:
+                extra = [f"--target_acceptance={target}"]
+                args = self.args(f"ksweep/target{target}", self.task.methods, teacher, extra=extra)
+                compare.run_one(args, "skd", 0, urls, self.warm_student())
 
     # --- reading what finished ---------------------------------------------------------------------------
 
@@ -325,14 +332,17 @@ def task_summary(p: Protocol) -> dict:
         mean, low, high = paired_bootstrap(a, b)
         summary["skd_vs_best"] = {"baseline": best, "diff": mean, "ci95": [low, high], "items": len(a)}
     summary["init"] = {r["method"]: _method_row([r], key) for r in p.runs("init", seeds=[0])}
-    sweep = {}
+    sweep = {}  # K -> row; then "target <acceptance>" -> row (its K: mean_top_k)
     for k in task.k_sweep:
         done_k = p.runs(f"ksweep/k{k}", ["skd"], seeds=[0])
         if done_k:
             sweep[k] = _method_row(done_k, key)
     if sweep and "skd" in summary["methods"]:
         sweep[25] = _method_row([r for r in runs if r["method"] == "skd" and r["seed"] == 0], key)
-    summary["ksweep"] = dict(sorted(sweep.items()))
+    summary["ksweep"] = {str(k): row for k, row in sorted(sweep.items())}
+    for target in task.acceptance_targets:
+        if done := p.runs(f"ksweep/target{target}", ["skd"], seeds=[0]):
+            summary["ksweep"][f"target {target}"] = _method_row(done, key)
     return summary
 
 
@@ -348,10 +358,15 @@ def _method_row(runs: list[dict], key: str) -> dict:
         "acceptance": compare.mean_spread([e["eval/acceptance"] for e in last]),
         "kl": compare.mean_spread([e["eval/kl"] for e in last]),
         "batch_acceptance": statistics.fmean(accepted) if accepted else None,
+        "mean_top_k": _mean_or_none([r["mean_top_k"] for r in runs if r.get("mean_top_k") is not None]),
         "tokens": statistics.fmean(r["response_tokens_trained"] for r in runs),
         "wall_s": statistics.fmean(walls) if walls else None,
         "eval_s": statistics.fmean(r.get("eval_s", 0.0) for r in runs),
     }
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
 
 
 def _layers(n: int | None) -> str:
@@ -407,13 +422,17 @@ def render(summaries: dict[str, dict]) -> str:
         if s["ksweep"]:
             lines += [
                 "",
-                "| skd K | train batch acceptance | held-out acceptance | " + s["metric"] + " | KL |",
+                "| skd K | mean K over steps | train batch acceptance | held-out acceptance (at the first K) "
+                f"| {s['metric']} | KL | wall s |",
             ]
-            lines.append("|---|---|---|---|---|")
+            lines.append("|---" * 7 + "|")
             for k, row in s["ksweep"].items():
                 batch = "-" if row["batch_acceptance"] is None else f"{row['batch_acceptance']:.3f}"
+                mean_k = row.get("mean_top_k")
+                mean_k = k if mean_k is None else f"{mean_k:.1f}"
                 cells = [_cell(row[key]) for key in ("acceptance", "metric", "kl")]
-                lines.append(f"| {k} | {batch} | " + " | ".join(cells) + " |")
+                wall = "-" if not row["wall_s"] else f"{row['wall_s']:.0f}"
+                lines.append(f"| {k} | {mean_k} | {batch} | " + " | ".join(cells) + f" | {wall} |")
     return "\n".join(lines) + "\n"
 
 

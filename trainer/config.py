@@ -154,7 +154,20 @@ class RunConfig(BaseSettings):
     system_prompt: str | None = Field(None, description="Optional system message for the chat template.")
 
     # --- SKD ----------------------------------------------------------------------------------------
-    top_k: int = Field(25, ge=0, description="Teacher acceptance set size K (the paper's 25).")
+    top_k: int = Field(
+        25,
+        ge=0,
+        description="Teacher acceptance set size K (the paper's 25); with target_acceptance, the first K. "
+        "Held-out acceptance is always measured at this K.",
+    )
+    target_acceptance: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="skd/mixed: adapt K after every step so the train batch's acceptance (accepted / "
+        "drafted tokens) holds near this, within [1, the teacher's max_logprobs] "
+        "(trainer.rollout.acceptance_target). None: K stays top_k.",
+    )
     gamma: int = Field(
         5, ge=1, description="Draft tokens proposed per verification round (adaptive: the first)."
     )
@@ -352,6 +365,8 @@ class RunConfig(BaseSettings):
                 "optimizer=adamw_8bit with learner_backend=fsdp: bitsandbytes' 8-bit AdamW does not take "
                 "FSDP's sharded (DTensor) parameters; use learner_backend=ddp"
             )
+        if self.target_acceptance is not None and self.top_k < 1:
+            raise ValueError(f"target_acceptance adapts K from top_k, which must be >= 1 (got {self.top_k})")
         if self.adaptive_gamma and self.gamma > self.gamma_max:
             raise ValueError(f"adaptive_gamma starts at gamma ({self.gamma}) > gamma_max ({self.gamma_max})")
         if self.overlap_groups > self.max_inflight_per_actor:

@@ -88,6 +88,7 @@ class Evaluator:
         version, greedy = ray.get(self.actor().generate_greedy.remote(self.prompts, self.cfg.max_new_tokens))
         t_greedy = time.perf_counter()
         targets = asyncio.run(self._teacher_targets(greedy))
+        t_targets = time.perf_counter()
         texts = [self.learner.tokenizer.decode(r, skip_special_tokens=True) for r in greedy]
         task, scores = score_set_items(
             self.examples, texts, comet_model=getattr(self.cfg, "comet_model", None)
@@ -96,6 +97,7 @@ class Evaluator:
             {"index": i, "response": text, "tokens": len(r), "scores": score}
             for i, (text, r, score) in enumerate(zip(texts, greedy, scores))
         ]
+        t_kl = time.perf_counter()
         kl = self._kl(greedy, targets, version)
         t_scored = time.perf_counter()
         _, acceptance = ray.get(rollouts)
@@ -107,7 +109,9 @@ class Evaluator:
             m.EVAL_WEIGHT_VERSION: float(version),
             **{m.EVAL_TASK.format(name=k): v for k, v in task.items()},
             m.EVAL_TIME.format(part="greedy"): t_greedy - t0,
-            m.EVAL_TIME.format(part="scoring"): t_scored - t_greedy,  # teacher targets, KL, task metric
+            m.EVAL_TIME.format(part="teacher"): t_targets - t_greedy,  # the teacher's targets (/score)
+            m.EVAL_TIME.format(part="task"): t_kl - t_targets,  # decoding and the task metric
+            m.EVAL_TIME.format(part="kl"): t_scored - t_kl,  # the learner's forward
             m.EVAL_TIME.format(part="rollouts_wait"): time.perf_counter() - t_scored,
         }
         return metrics, items

@@ -8,6 +8,7 @@
 - rollout.RolloutSupervisor  keeps the queue topped up; replaces dead actors, their prompts issued again
 - learner (a Learner)        the student in transformers, in the driver or as N Ray workers
 - evaluate.Evaluator         held-out acceptance rate, KL and task metrics
+- rollout.AcceptanceTarget   target_acceptance: the rollouts' K from each batch's acceptance
 - outputs.MetricsLog         metrics.jsonl and the experiment trackers
 
 `train` is the loop: gather a fresh batch, step, push weights, log, evaluate, checkpoint.
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # the components import torch, vLLM or Ray: loaded in `setup`
     from trainer.outputs.metrics import MetricsLog
     from trainer.outputs.timing import PhaseTimer
     from trainer.records import Sample
+    from trainer.rollout.acceptance_target import AcceptanceTarget
     from trainer.rollout.buffer import SampleBuffer
     from trainer.rollout.feeder import PromptFeeder
     from trainer.rollout.group import RolloutGroup
@@ -53,6 +55,7 @@ class Run:
     supervisor: RolloutSupervisor
     evaluator: Evaluator
     log: MetricsLog
+    steer: AcceptanceTarget | None = None  # target_acceptance
     tokens_seen: int = 0  # buffer.received_tokens at the previous step record
     pushed_step: int | None = None  # the learner step whose weights the actors have (None: the base's)
 
@@ -69,8 +72,15 @@ class Run:
         shown = ", ".join(f"{k.removeprefix(m.EVAL)} {v:.4f}" for k, v in metrics.items())
         logger.info("step %d: %s", self.learner.step, shown)
 
+    def steer_acceptance(self, batch: list[Sample]) -> None:
+        """target_acceptance: the K of the next rollouts, from this batch's acceptance (else nothing)."""
+        if self.steer is not None:
+            self.rollout.set_top_k(self.steer.update(batch))
+
     def checkpoint(self) -> Path:
         state = {"data": self.feeder.state(), "dropped": self.buffer.dropped}
+        if self.steer is not None:
+            state["top_k"] = self.steer.state()
         path = self.learner.save(self.out / "checkpoints", state)
         rotate_checkpoints(self.out / "checkpoints", self.cfg.save_total_limit)
         return path
@@ -87,6 +97,7 @@ class Run:
             received_tokens=received,
             position=self.feeder.position,
             dropped=self.buffer.dropped,
+            top_k=self.steer.top_k if self.steer else None,
         )
         self.log.write(self.learner.step, record)
 
@@ -124,6 +135,7 @@ def setup(
     from trainer.learner.group import make_learner
     from trainer.methods import lookup
     from trainer.outputs.metrics import MetricsLog
+    from trainer.rollout.acceptance_target import AcceptanceTarget
     from trainer.rollout.buffer import SampleBuffer
     from trainer.rollout.feeder import PromptFeeder
     from trainer.rollout.group import RolloutGroup
@@ -134,6 +146,11 @@ def setup(
     state = learner.load_state(checkpoint) if checkpoint else {}
     train_prompts, eval_examples, eval_prompts = prompts
     feeder = PromptFeeder(train_prompts, cfg.seed, state.get("data"))
+    steer = None
+    if cfg.target_acceptance is not None:  # set before the actors start: they get the method as it is
+        steer = AcceptanceTarget(cfg.target_acceptance, cfg.top_k, info.max_logprobs)
+        steer.load_state(state.get("top_k"))
+        method.set_top_k(steer.top_k)
     prompt_queue, sample_queue = Queue(), Queue()
     # Actors start from the base student (a path every node has); a resumed run's weights follow.
     rollout = RolloutGroup(
@@ -145,7 +162,7 @@ def setup(
     supervisor = RolloutSupervisor(cfg, feeder, prompt_queue, rollout, buffer)
     evaluator = Evaluator(lambda: rollout.actors[0], urls, learner, eval_examples, eval_prompts, cfg, info)
     log = MetricsLog(out / "metrics.jsonl", sinks=[trackers] if trackers else [])
-    run = Run(cfg, out, learner, feeder, rollout, buffer, supervisor, evaluator, log)
+    run = Run(cfg, out, learner, feeder, rollout, buffer, supervisor, evaluator, log, steer)
     if checkpoint:
         if dropped := run.log.keep_until(learner.step):
             logger.info("resuming at step %d: dropped %d later metrics lines", learner.step, dropped)
@@ -174,6 +191,7 @@ def train(run: Run) -> dict:
             timer.lap("wait")
             stats = learner.train_step(batch)
             run.feeder.done(*(s.position for s in batch))
+            run.steer_acceptance(batch)
             timer.lap("train")
             if learner.step % cfg.sync_every == 0:
                 run.push_weights()

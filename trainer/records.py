@@ -36,3 +36,9 @@ class Sample(BaseModel):
     num_drafted: int = 0
     num_accepted: int = 0
     actor: int = 0
+
+
+def batch_acceptance(batch: list[Sample]) -> float | None:
+    """Accepted / drafted tokens over a batch's samples (None: nothing in it was drafted)."""
+    drafted = sum(s.num_drafted for s in batch)
+    return sum(s.num_accepted for s in batch) / drafted if drafted else None

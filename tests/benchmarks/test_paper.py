@@ -36,12 +36,13 @@ def test_paired_bootstrap_refuses_unpaired_scores():
         paper.paired_bootstrap(np.zeros(3), np.zeros(4))
 
 
-def _write_run(run_dir, steps, metric, initial, items):
+def _write_run(run_dir, steps, metric, initial, items, acceptance=0.5, top_k=None):
     """A finished run: step-0 and final evaluations, train records, and the final held-out responses."""
     final = statistics.fmean(items)
     records = [{"step": 0, "eval/acceptance": 0.1, "eval/kl": 2.0, f"eval/{metric}": initial}]
     records += [
-        {"step": s, "train/loss": 1.0, "train/tokens": 10, "train/batch_acceptance": 0.5}
+        {"step": s, "train/loss": 1.0, "train/tokens": 10, "train/batch_acceptance": acceptance}
+        | ({"train/top_k": top_k(s)} if top_k else {})
         for s in range(1, steps + 1)
     ]
     records.append(
@@ -118,3 +119,21 @@ def test_runs_from_the_warm_student_start_at_its_measured_evaluation(tmp_path):
     assert run["evals"][0]["eval/exact_match"] == 0.5  # the warm student's final evaluation
     assert "--eval_at_start=false" in proto.args("methods", task.methods, tmp_path).extra
     assert "--eval_at_start=false" not in proto.args("student", task.warm, tmp_path).extra
+
+
+def test_the_k_sweep_shows_acceptance_per_k_and_the_k_target_acceptance_chose(tmp_path):
+    task = paper.TASKS["word_problems"]
+    proto = paper.Protocol("word_problems", tmp_path, quick=False, base_teacher=tmp_path / "teacher")
+    root, steps = tmp_path / "word_problems", task.methods.steps
+    for k, acceptance in ((1, 0.85), (5, 0.95), (100, 1.0)):
+        _write_run(root / "ksweep" / f"k{k}" / "skd" / "seed0", steps, "exact_match", 0.0, [1, 0], acceptance)
+    _write_run(root / "methods" / "skd" / "seed0", steps, "exact_match", 0.0, [1, 1], 0.99)  # K = 25
+    target = task.acceptance_targets[0]
+    _write_run(root / "ksweep" / f"target{target}" / "skd" / "seed0", steps, "exact_match", 0.0, [0, 0],
+               target, top_k=lambda s: 2 if s % 2 else 4)  # fmt: skip
+    sweep = paper.task_summary(proto)["ksweep"]
+    assert list(sweep) == ["1", "5", "25", "100", f"target {target}"]
+    assert [sweep[k]["batch_acceptance"] for k in ("1", "5", "25", "100")] == [0.85, 0.95, 0.99, 1.0]
+    assert sweep[f"target {target}"]["mean_top_k"] == pytest.approx(3.0, abs=0.1)
+    text = paper.render({"word_problems": paper.task_summary(proto)})
+    assert f"| target {target} | 3.0 | {target:.3f} |" in text and "| 1 | 1 | 0.850 |" in text

@@ -204,6 +204,32 @@ def test_each_method_trains_on_what_it_is_for(
     _check_method(method, [s for b in trained_batches for s in b], references)
 
 
+def test_target_acceptance_steers_k_and_the_actors_draft_under_it(
+    ray_cluster, tiny_models, teacher_server, tmp_path, trained_batches
+):
+    """From K = 1, far below the target acceptance, K rises step by step as the rule says (from each
+    batch's own acceptance), the actors verify under the new K (later batches accept more), and the
+    checkpoint keeps K for a resume."""
+    from trainer.rollout.acceptance_target import next_top_k
+
+    out = tmp_path / "run"
+    main(_base(tiny_models, teacher_server, out, steps=5, top_k=1, target_acceptance=0.95, max_staleness=0,
+               eval_every=5, eval_at_start=False, num_eval_prompts=4, checkpoint_every=5))  # fmt: skip
+    steps = [r for r in _records(out) if "train/loss" in r]
+    k, ks = 1.0, []
+    for record, batch in zip(steps, trained_batches):
+        accepted = sum(s.num_accepted for s in batch) / sum(s.num_drafted for s in batch)
+        assert record["train/batch_acceptance"] == pytest.approx(accepted)
+        k = next_top_k(k, accepted, 0.95, 64)  # the test server's max_logprobs
+        ks.append(record["train/top_k"])
+        assert record["train/top_k"] == round(k)
+    assert ks == sorted(ks) and ks[-1] > 4, ks
+    acceptance = [r["train/batch_acceptance"] for r in steps]
+    assert acceptance[-1] > 2 * acceptance[0], acceptance  # drafted under a K 16x larger or more
+    state = torch.load(out / "checkpoints" / "step_000005" / "trainer_state.pt", weights_only=False)
+    assert state["top_k"]["k"] == pytest.approx(k)
+
+
 def test_adaptive_gamma_and_overlap_groups_commit_the_same_text(ray_cluster, tiny_models, teacher_server):
     """Greedy student and teacher make SKD deterministic, and with no bonus token the committed text does
     not depend on how it is cut into rounds: fixed gamma in one lane and adaptive gamma in two overlapping
@@ -279,6 +305,9 @@ def test_a_lora_student_reaches_the_actors(ray_cluster, tiny_models, teacher_ser
         (["--steps=0"], "steps"),
         (["--method=nope"], "method"),
         (["--top_k=-1"], "top_k"),
+        (["--target_acceptance=1.5"], "target_acceptance"),
+        (["--method=on_policy", "--target_acceptance=0.9"], "target_acceptance"),
+        (["--top_k=0", "--target_acceptance=0.9"], "top_k"),
         (["--no_such_field=3"], "no_such_field"),
         (["--student_top_p=1.5"], "student_top_p"),
         (["--teacher_temperature=0.005"], "at least 0.01"),  # what the teacher server accepts

@@ -87,11 +87,13 @@ class RolloutEnv:
 class Method:
     """A rollout method. Subclasses set `name` (its --method value), `needs_reference` (its prompts must
     come with a reference response), `sample_kind` (how the learner trains on its samples) and `step`;
-    `route` may hand a new sequence to another method (mixed does)."""
+    `route` may hand a new sequence to another method (mixed does). A method whose acceptance depends on
+    a top-K sets `steers_k` and takes a new K in `set_top_k` (target_acceptance)."""
 
     name: ClassVar[str] = ""
     needs_reference: ClassVar[bool] = False
     sample_kind: ClassVar[SampleKind] = "kd"
+    steers_k: ClassVar[bool] = False
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
@@ -99,6 +101,10 @@ class Method:
     def route(self, rng: np.random.Generator) -> Method:
         """The method that runs a new sequence (itself, or another one it hands the sequence to)."""
         return self
+
+    def set_top_k(self, k: int) -> None:
+        """The K for this method's next verification rounds (target_acceptance)."""
+        raise ValueError(f"method {self.name} has no top-K to adapt (target_acceptance)")
 
     def check_reference(self, prompt: Prompt) -> None:
         """A prompt this method cannot run (no reference where it needs one) is an error naming both."""

@@ -16,10 +16,18 @@ class Speculative(Method):
     `adaptive_gamma` each sequence's draft length follows its own acceptance (`next_gamma`)."""
 
     name = "skd"
+    steers_k = True
+
+    def __init__(self, cfg: RunConfig):
+        super().__init__(cfg)
+        self.k = cfg.top_k  # target_acceptance moves it (set_top_k)
 
     @property
     def top_k(self) -> int:
-        return self.cfg.top_k
+        return self.k
+
+    def set_top_k(self, k: int) -> None:
+        self.k = k
 
     def draft_len(self, seq: InFlight) -> int:
         return min(seq.gamma or self.cfg.gamma, self.cfg.max_new_tokens - len(seq.response))
@@ -54,6 +62,7 @@ class OnPolicy(Speculative):
 
     name = "on_policy"
     top_k = ON_POLICY_K
+    steers_k = False
 
     def draft_len(self, seq: InFlight) -> int:
         return self.cfg.max_new_tokens - len(seq.response)
@@ -108,10 +117,14 @@ class Mixed(Method):
 
     name = "mixed"
     needs_reference = True
+    steers_k = True
 
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
         self.supervised, self.skd = SupervisedKD(cfg), Speculative(cfg)
+
+    def set_top_k(self, k: int) -> None:
+        self.skd.set_top_k(k)
 
     def route(self, rng: np.random.Generator) -> Method:
         return self.supervised if rng.random() < self.cfg.mixed_lambda else self.skd

@@ -14,12 +14,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from trainer.records import Sample
+from trainer.records import Sample, batch_acceptance
 
 TRAIN, EVAL, PERF, DATA = "train/", "eval/", "perf/", "data/"
 
 LOSS = "train/loss"  # one of the learner's stats, each logged as train/<stat>
 BATCH_ACCEPTANCE = "train/batch_acceptance"  # accepted / drafted tokens of the step's batch
+TOP_K = "train/top_k"  # target_acceptance: the K the rollouts get after this step
 SAMPLES = "train/samples_{method}"  # the batch's samples made by each method
 
 ROLLOUT_TOKENS_PER_S = "perf/rollout_tokens_per_s"
@@ -54,15 +55,15 @@ def step_record(
     received_tokens: int,
     position: int,
     dropped: int,
+    top_k: int | None = None,
 ) -> dict:
     """The record of optimizer step `step`: `phases` is the wall time per phase since the previous record,
-    `received_tokens` the rollout tokens received in that time."""
+    `received_tokens` the rollout tokens received in that time, `top_k` the K target_acceptance set."""
     elapsed = sum(phases.values())
-    drafted = sum(s.num_drafted for s in batch)
     return {
         **{f"{TRAIN}{k}": v for k, v in stats.items()},
         TRAINED_POSITIONS: sorted(s.position for s in batch),
-        BATCH_ACCEPTANCE: sum(s.num_accepted for s in batch) / drafted if drafted else None,
+        BATCH_ACCEPTANCE: batch_acceptance(batch),
         **{SAMPLES.format(method=method): n for method, n in Counter(s.method for s in batch).items()},
         ROLLOUT_TOKENS_PER_S: received_tokens / max(elapsed, 1e-9),
         TRAIN_TOKENS_PER_S: stats["tokens"] / max(phases.get("train", 0.0), 1e-9),
@@ -74,6 +75,7 @@ def step_record(
         DROPPED_STALE_TOTAL: dropped,
         WEIGHT_PUSH_S: phases.get("push"),
         POSITION: position,
+        **({TOP_K: top_k} if top_k is not None else {}),
     }
 
 

@@ -30,6 +30,7 @@ class RolloutGroup:
         self.engine_dtype = getattr(torch, cfg.student_dtype, torch.float32)
         self.transport = transport or ObjectStoreTransport()
         actor_cls = rollout_actor(cfg)
+        self.method = method  # a replacement actor gets it as it is then (its K included)
         self._new = lambda i, **weights: actor_cls.remote(
             cfg, student_path, urls, queues, i, eos_ids, method, transport=self.transport, **weights
         )
@@ -44,6 +45,12 @@ class RolloutGroup:
         """The learner's weight buckets to every actor through the transport; they load them between
         rounds (not awaited here, so the trainer never waits for an actor's engine call in progress)."""
         self.transport.send(version, buckets, self.actors)
+
+    def set_top_k(self, k: int) -> None:
+        """target_acceptance: every actor's method takes K for its next rounds (not awaited)."""
+        self.method.set_top_k(k)
+        for a in self.actors:
+            a.set_top_k.remote(k)
 
     def dead(self) -> list[int]:
         """Actors whose loop ended because the actor died; any other end (an error) is raised here."""

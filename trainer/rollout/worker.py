@@ -109,6 +109,10 @@ class RolloutWorker:
         logger.debug("actor %d: loaded weights of step %d in %.3f s", self.actor, version, elapsed)
         return elapsed
 
+    def set_top_k(self, k: int) -> None:
+        """target_acceptance: the K for the method's next verification rounds (sequences in flight too)."""
+        self.method.set_top_k(k)
+
     def stop(self) -> None:
         self.stopping = True
 

@@ -47,3 +47,17 @@ def test_mixed_hands_sequences_to_supervised_kd_or_skd():
     assert routed.count("supervised_kd") / len(routed) == pytest.approx(0.3, abs=0.04)
     skd = METHODS["skd"](RunConfig())
     assert skd.route(rng) is skd
+
+
+def test_the_methods_with_a_top_k_take_a_new_one_for_target_acceptance():
+    assert {n for n, m in METHODS.items() if m.steers_k} == {"skd", "mixed"}
+    skd = METHODS["skd"](RunConfig(top_k=25))
+    skd.set_top_k(3)
+    assert skd.top_k == 3
+    mixed = METHODS["mixed"](RunConfig(method="mixed", mixed_lambda=0.0, top_k=25))
+    mixed.set_top_k(9)  # what it routes to SKD verifies under the new K
+    assert mixed.route(np.random.default_rng(0)).top_k == 9
+    with pytest.raises(ValueError, match="no top-K"):
+        METHODS["sft"](RunConfig()).set_top_k(3)
+    with pytest.raises(ValueError, match="top_k"):
+        RunConfig(top_k=0, target_acceptance=0.9)
