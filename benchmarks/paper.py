@@ -16,7 +16,8 @@ continues from its last checkpoint, as in benchmarks.compare):
 - methods   every method from the warm student at equal budget, against the tuned teacher, per seed.
 - init      skd and the best baseline from the pruned, not warmed, student (one seed): the init axis.
 - ksweep    skd at K in {1, 5, 100} (K=25 is the methods stage's run), one seed: acceptance per K; then
-            skd with `target_acceptance` (K adapted per step from K=25) at each of `Task.acceptance_targets`.
+            skd with `target_acceptance` (K adapted per step from K=25) at each of `Task.acceptance_targets`,
+            at the methods stage's seeds (`--seeds`), against skd at K=25 item by item.
 - report    `outputs/paper/summary.md` + `results.json`: the paper-shaped table (tasks as columns, methods
             as rows, skd's relative gain over the best baseline), a paired bootstrap interval of skd minus
             the best baseline over held-out items (per item: mean over seeds), per-method acceptance, KL,
@@ -228,10 +229,11 @@ class Protocol:
             for k in self.task.k_sweep:
                 args = self.args(f"ksweep/k{k}", self.task.methods, teacher, extra=[f"--top_k={k}"])
                 compare.run_one(args, "skd", 0, urls, self.warm_student())
-            for target in self.task.acceptance_targets:
-                extra = [f"--target_acceptance={target}"]
-                args = self.args(f"ksweep/target{target}", self.task.methods, teacher, extra=extra)
-                compare.run_one(args, "skd", 0, urls, self.warm_student())
+            for seed in self.seeds:
+                for target in self.task.acceptance_targets:
+                    extra = [f"--target_acceptance={target}"]
+                    args = self.args(f"ksweep/target{target}", self.task.methods, teacher, extra=extra)
+                    compare.run_one(args, "skd", seed, urls, self.warm_student())
 
     # --- reading what finished ---------------------------------------------------------------------------
 
@@ -340,9 +342,17 @@ def task_summary(p: Protocol) -> dict:
     if sweep and "skd" in summary["methods"]:
         sweep[25] = _method_row([r for r in runs if r["method"] == "skd" and r["seed"] == 0], key)
     summary["ksweep"] = {str(k): row for k, row in sorted(sweep.items())}
+    summary["target_vs_k25"] = {}
     for target in task.acceptance_targets:
-        if done := p.runs(f"ksweep/target{target}", ["skd"], seeds=[0]):
+        if done := p.runs(f"ksweep/target{target}", ["skd"]):
             summary["ksweep"][f"target {target}"] = _method_row(done, key)
+            seeds = sorted({r["seed"] for r in done} & {r["seed"] for r in runs if r["method"] == "skd"})
+            if seeds:  # item by item against skd at K=25 on the seeds both finished
+                steps = p.args("methods", task.methods, p.base_teacher).steps
+                a = per_item_mean([r for r in done if r["seed"] in seeds], "skd", steps, task.metric)
+                b = per_item_mean([r for r in runs if r["seed"] in seeds], "skd", steps, task.metric)
+                mean, low, high = paired_bootstrap(a, b)
+                summary["target_vs_k25"][str(target)] = {"diff": mean, "ci95": [low, high], "seeds": seeds}
     return summary
 
 
@@ -433,6 +443,14 @@ def render(summaries: dict[str, dict]) -> str:
                 cells = [_cell(row[key]) for key in ("acceptance", "metric", "kl")]
                 wall = "-" if not row["wall_s"] else f"{row['wall_s']:.0f}"
                 lines.append(f"| {k} | {mean_k} | {batch} | " + " | ".join(cells) + f" | {wall} |")
+            for target, versus in s.get("target_vs_k25", {}).items():
+                low, high = versus["ci95"]
+                lines += [
+                    "",
+                    f"skd with target_acceptance {target} minus skd at K=25, paired over the held-out items "
+                    f"(seeds {', '.join(map(str, versus['seeds']))}): {versus['diff']:+.3f}, 95% CI "
+                    f"{low:+.3f}..{high:+.3f}.",
+                ]
     return "\n".join(lines) + "\n"
 
 

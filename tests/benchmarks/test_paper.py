@@ -135,5 +135,8 @@ def test_the_k_sweep_shows_acceptance_per_k_and_the_k_target_acceptance_chose(tm
     assert list(sweep) == ["1", "5", "25", "100", f"target {target}"]
     assert [sweep[k]["batch_acceptance"] for k in ("1", "5", "25", "100")] == [0.85, 0.95, 0.99, 1.0]
     assert sweep[f"target {target}"]["mean_top_k"] == pytest.approx(3.0, abs=0.1)
+    versus = paper.task_summary(proto)["target_vs_k25"][str(target)]
+    assert versus["seeds"] == [0] and versus["diff"] == pytest.approx(-1.0)  # [0, 0] against [1, 1]
     text = paper.render({"word_problems": paper.task_summary(proto)})
     assert f"| target {target} | 3.0 | {target:.3f} |" in text and "| 1 | 1 | 0.850 |" in text
+    assert f"target_acceptance {target} minus skd at K=25" in text
