@@ -280,6 +280,20 @@ class RunConfig(BaseSettings):
     weight_bucket_mb: float = Field(
         128.0, gt=0, description="Weights travel to the actors in buckets of about this size."
     )
+    weight_transport: Literal["auto", "object_store", "collective"] = Field(
+        "auto",
+        description="How pushes travel (trainer.weights): object_store (Ray's, any cluster) or collective "
+        "(the driver and the actors' engines in one process group, each bucket broadcast: NCCL when the "
+        "learner and the actors are on GPUs, else gloo). auto: collective on GPUs, object_store on CPU "
+        "(faster there, BENCHMARKS.md). Adapters and a learner group's pushes use the object store.",
+    )
+    collective_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="weight_transport=collective: the longest a group's forming or a broadcast may take "
+        "(an actor takes a push between engine calls, so at least one rollout round); past it the push "
+        "goes through the object store.",
+    )
     seed: int = 0
 
     # --- evaluation, checkpoints, output -------------------------------------------------------------

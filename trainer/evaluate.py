@@ -84,8 +84,13 @@ class Evaluator:
         # Both actor calls at once: the engine batches the greedy responses with the SKD rollouts, and
         # the driver scores the responses while the rollouts go on.
         t0 = time.perf_counter()
-        rollouts = self.actor().skd_acceptance.remote(self.prompts[: self.cfg.num_eval_acceptance_prompts])
-        version, greedy = ray.get(self.actor().generate_greedy.remote(self.prompts, self.cfg.max_new_tokens))
+        step = self.learner.step  # pushed just before: the actor waits for it if the push's call is late
+        rollouts = self.actor().skd_acceptance.remote(
+            self.prompts[: self.cfg.num_eval_acceptance_prompts], min_version=step
+        )
+        version, greedy = ray.get(
+            self.actor().generate_greedy.remote(self.prompts, self.cfg.max_new_tokens, min_version=step)
+        )
         t_greedy = time.perf_counter()
         targets = asyncio.run(self._teacher_targets(greedy))
         t_targets = time.perf_counter()

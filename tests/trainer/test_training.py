@@ -47,12 +47,15 @@ def _records(out: Path) -> list[dict]:
 
 def test_skd_learns_end_to_end(ray_cluster, tiny_models, teacher_server, tmp_path, trained_batches):
     """Loss falls and the held-out acceptance rate rises over a few dozen steps; the batches mix accepted
-    student tokens and teacher replacements; outputs are complete."""
+    student tokens and teacher replacements; outputs are complete. Every push goes by broadcast (gloo here:
+    the GPU path's code, weight_transport=collective), so the learning shows it lands."""
     out = tmp_path / "run"
-    main(
-        _base(tiny_models, teacher_server, out, steps=24, eval_every=12, checkpoint_every=12, max_staleness=4)
-    )
+    main(_base(tiny_models, teacher_server, out, steps=24, eval_every=12, checkpoint_every=12,
+               max_staleness=4, weight_transport="collective"))  # fmt: skip
     assert len(trained_batches) == 24
+    report = (out / "report.md").read_text()
+    assert "weight_transport: CollectiveTransport" in report and "pushes_failed_over: 0" in report
+    assert int(report.split("pushes_broadcast: ")[1].split()[0]) >= 20  # (the first one or two: the store)
     _check_skd_samples([s for b in trained_batches for s in b])
     records = _records(out)
     losses = [r["train/loss"] for r in records if "train/loss" in r]

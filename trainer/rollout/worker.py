@@ -84,7 +84,10 @@ class RolloutWorker:
 
     async def update_weights(self, version: int, parts: list | dict, apply_now: bool = False) -> float:
         """A push's weights as its transport handed them (trainer.weights.transport); they take effect
-        before the next round (never inside one), or now; returns the load time if now."""
+        before the next round (never inside one), or now; returns the load time if now. Ray does not
+        order an async actor's calls: a push older than one already here is dropped."""
+        if version < self.version or (self.pending is not None and version < self.pending[0]):
+            return 0.0
         self.pending = (version, parts)
         return await self._apply_pending_weights() if apply_now else 0.0
 
@@ -98,6 +101,8 @@ class RolloutWorker:
             start = time.perf_counter()
             (version, parts), self.pending = self.pending, None
             parts = await self.transport.receive(parts)
+            if parts is None:  # not taken (a collective push that failed here): another way brings it
+                return 0.0
             first = parts[0]
             if "adapter_config" in first:  # lora_transport=adapter
                 self.env.student.load_adapter(version, unpack(first), first["adapter_config"])
@@ -180,15 +185,29 @@ class RolloutWorker:
 
     # --- evaluation support -------------------------------------------------------------------------
 
-    async def generate_greedy(self, prompts: list[list[int]], max_tokens: int) -> tuple[int, list[list[int]]]:
-        """The student's greedy responses with its current weights (applied first), and their version."""
+    async def _weights_of(self, version: int, timeout_s: float = 600.0) -> None:
+        """Apply pending weights; with `version`, until weights of that step (or newer) are loaded: Ray
+        does not order an async actor's calls, so the push's call may come after this one."""
         await self._apply_pending_weights()
+        deadline = time.monotonic() + timeout_s
+        while self.version < version:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"actor {self.actor}: weights of step {version} never arrived")
+            await asyncio.sleep(0.01)
+            await self._apply_pending_weights()
+
+    async def generate_greedy(
+        self, prompts: list[list[int]], max_tokens: int, min_version: int = 0
+    ) -> tuple[int, list[list[int]]]:
+        """The student's greedy responses with its current weights (applied first; at least those of step
+        `min_version`), and their version."""
+        await self._weights_of(min_version)
         return self.version, self.env.student.greedy(prompts, max_tokens)
 
-    async def skd_acceptance(self, prompts: list[list[int]]) -> tuple[int, float]:
+    async def skd_acceptance(self, prompts: list[list[int]], min_version: int = 0) -> tuple[int, float]:
         """SKD rollouts of these prompts with the current weights, kept out of training and of the stats:
         the fraction of draft tokens the teacher accepted (the paper's acceptance rate), and the version."""
-        await self._apply_pending_weights()
+        await self._weights_of(min_version)
         skd = Speculative(self.cfg.model_copy(update={"adaptive_gamma": False}))  # the rate at gamma
         seqs = [InFlight(Prompt(index=-1, prompt_ids=p), skd, self.version) for p in prompts]
         while active := [s for s in seqs if not s.done]:

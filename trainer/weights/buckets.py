@@ -17,8 +17,8 @@ across nodes (the object store moves the buckets).
   (`adapter_bucket`) into engines running vLLM's LoRA.
 - A tied head (`tie_word_embeddings`) is not sent: it is the input embedding, which is.
 
-A GPU path (NCCL broadcast from rank 0 straight into the engines' parameters, as TRL and OpenRLHF do) would
-plug in at `RolloutGroup.push_weights`; it is not built, as it cannot be exercised without GPUs.
+The same buckets can also travel by broadcast (gloo on CPU, NCCL on GPUs) instead of the object store:
+trainer.weights.collective (`weight_transport=collective`).
 """
 
 from __future__ import annotations
@@ -73,9 +73,10 @@ def unpack(packed: dict) -> dict[str, torch.Tensor]:
 
 def iter_tensors(parts: list[dict]) -> Iterator[tuple[str, torch.Tensor]]:
     """An actor's view of a push: (name, tensor) over its buckets (packed dicts, already fetched: an async
-    actor awaits object refs rather than blocking its event loop in `ray.get`)."""
+    actor awaits object refs rather than blocking its event loop in `ray.get`; or received tensors,
+    `tensors`, from the collective transport)."""
     for part in parts:
-        yield from unpack(part).items()
+        yield from (part["tensors"] if "tensors" in part else unpack(part)).items()
 
 
 def adapter_bucket(

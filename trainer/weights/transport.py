@@ -8,8 +8,10 @@ packed buckets its engine loads (between rounds, never inside one).
 - ObjectStoreTransport   each bucket put into Ray's object store once, shared zero-copy by the actors of
                          a node and fetched by each (the default, any cluster)
 
-A collective transport (the learner's rank 0 and the engines in one process group, NCCL on GPUs, gloo on
-CPU) implements the same two sides.
+- CollectiveTransport    (trainer.weights.collective) the learner's rank 0 and the engines in one process
+                         group, each bucket broadcast into them: gloo on CPU, NCCL on GPUs
+
+trainer.rollout.group.make_transport picks one from `weight_transport`.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ class WeightTransport(Protocol):
         """The last push as a new actor takes it (`weights_version`, `weights`), or None before any."""
         ...
 
-    async def receive(self, handle: Any) -> list[dict]:
-        """On an actor: the packed buckets of the push it was handed."""
+    async def receive(self, handle: Any) -> list[dict] | None:
+        """On an actor: the packed buckets of the push it was handed (None: it could not take this push;
+        the transport sends it again another way)."""
         ...
 
 
