@@ -51,6 +51,7 @@ class LocalLearner:
         rank: int = 0,
         world_size: int = 1,
         device: torch.device | None = None,
+        sharded: bool | None = None,
     ):
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         self.device = device or resolve_device(cfg.trainer_device)
@@ -64,7 +65,7 @@ class LocalLearner:
         lm = load_student(cfg, weights, checkpoint / ADAPTER_DIR if lora_resume else None)
         self.lora_scalings = lora_scalings(lm)
         self.loss_module = ResponseLoss(lm, cfg.loss_chunk_tokens, cfg.jsd_beta)
-        self.model = wrap(self.loss_module, cfg, self.device, world_size)
+        self.model = wrap(self.loss_module, cfg, self.device, world_size, sharded)
         self.optimizer = make_optimizer(cfg, self.model)
         self.scheduler = get_scheduler(
             cfg.lr_schedule if cfg.lr_schedule != "constant" else "constant_with_warmup",

@@ -68,9 +68,13 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     return base.get_decoder().layers
 
 
-def wrap(module: ResponseLoss, cfg: RunConfig, device: torch.device, world_size: int) -> torch.nn.Module:
-    """The module to run forward/backward on: itself (1 worker), FSDP2-sharded or DDP-wrapped."""
-    if world_size == 1:
+def wrap(
+    module: ResponseLoss, cfg: RunConfig, device: torch.device, world_size: int, sharded: bool | None = None
+) -> torch.nn.Module:
+    """The module to run forward/backward on: itself (1 worker), FSDP2-sharded or DDP-wrapped. `sharded`
+    (default: more than one worker) wraps a single rank too, in a process group of one (scripts/gpu_check.sh
+    runs the FSDP2 path on one GPU that way)."""
+    if not (world_size > 1 if sharded is None else sharded):
         return module.to(device)
     if cfg.learner_backend == "ddp":
         from torch.nn.parallel import DistributedDataParallel

@@ -1,0 +1,56 @@
+"""scripts/gpu_check.sh's dry run (`SKD_GPU_CHECK_CPU=1`): every step of the GPU check runs here, on the CPU,
+with a tiny student, and each row's comparison holds (the learner's memory state against the README's bytes
+per parameter, FSDP2 on one rank against the unsharded learner, a resume against the uninterrupted run, the
+collective wire format's broadcast between two processes against the sender's checksums)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp_path_factory.mktemp("gpu-check") / "rows.json"
+    run = subprocess.run(
+        ["bash", "scripts/gpu_check.sh", "--batch", "2", "--tokens", "64", "--out", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "SKD_GPU_CHECK_CPU": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run, json.loads(out.read_text())
+
+
+def test_every_step_runs_and_passes_on_the_cpu(dry_run):
+    run, result = dry_run
+    rows = result["rows"]
+    steps = [r["step"] for r in rows]
+    assert steps == ["memory"] * 4 + ["fsdp", "resume", "resume", "broadcast"]
+    assert all(r["ok"] for r in rows), rows
+    assert "| step | what | measured | expected | result |" in run.stdout  # the table to paste
+
+
+def test_each_row_compares_real_numbers(dry_run):
+    rows = dry_run[1]["rows"]
+    memory = [r for r in rows if r["step"] == "memory"]
+    for r in memory:  # the sizing rule: within 10% of the tensors the learner holds after a step
+        assert abs(r["state_gib"] / r["predicted_state_gib"] - 1) <= 0.10
+    full, lora = memory[0], memory[-1]
+    assert lora["state_gib"] < full["state_gib"] / 3  # LoRA keeps no gradients or moments for the base
+    for r in memory:  # the same batch and weights in every setting (LoRA starts as the identity)
+        assert abs(r["loss"] - full["loss"]) <= 1e-2 * full["loss"]
+    fsdp = next(r for r in rows if r["step"] == "fsdp")
+    assert abs(fsdp["loss"] - fsdp["expected_loss"]) <= 1e-3 * fsdp["expected_loss"]
+    for r in (r for r in rows if r["step"] == "resume"):
+        assert abs(r["loss"] - r["expected_loss"]) <= 1e-3 * r["expected_loss"]
+    push = next(r for r in rows if r["step"] == "broadcast")
+    assert push["backend"] == "gloo" and push["bytes_per_push"] > 1e6
