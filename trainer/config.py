@@ -299,6 +299,12 @@ class RunConfig(BaseSettings):
     # --- evaluation, checkpoints, output -------------------------------------------------------------
     eval_every: int = Field(15, ge=1, description="Evaluate every n steps (and at step 0 and the end).")
     eval_at_start: bool = Field(True, description="Evaluate the initial student (the baseline).")
+    eval_async: bool = Field(
+        True,
+        description="An evaluation's acceptance rollouts (its dearest part) go on in the actor while "
+        "training continues; its record is written when they end (within a few steps, and before each "
+        "checkpoint). False: the loop waits for them.",
+    )
     comet_model: str | None = Field(
         None,
         description="Also score translations with this COMET model (e.g. Unbabel/wmt22-comet-da or a local "

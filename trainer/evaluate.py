@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -77,8 +79,11 @@ class Evaluator:
         ]
         return self.learner.kl_to_teacher(samples)
 
-    def __call__(self) -> tuple[dict[str, float], list[dict]]:
-        """The metrics, and per held-out item its response and task scores (eval-set order)."""
+    def start(self) -> tuple[PendingEvaluation, list[dict]]:
+        """Evaluate the pushed student: the greedy responses, their teacher targets, task scores and KL now
+        (the KL needs the learner at these weights); the acceptance rollouts go on in the actor (which keeps
+        these weights loaded until they end) while training continues: `PendingEvaluation`. Also returns
+        per held-out item its response and task scores (eval-set order)."""
         import ray
 
         # Both actor calls at once: the engine batches the greedy responses with the SKD rollouts, and
@@ -104,10 +109,7 @@ class Evaluator:
         ]
         t_kl = time.perf_counter()
         kl = self._kl(greedy, targets, version)
-        t_scored = time.perf_counter()
-        _, acceptance = ray.get(rollouts)
         metrics = {
-            m.EVAL_ACCEPTANCE: acceptance,
             m.EVAL_GREEDY_ACCEPTANCE: greedy_acceptance(targets, self.cfg.top_k, self.vocab_size),
             m.EVAL_KL: kl,
             m.EVAL_RESPONSE_TOKENS: float(np.mean([len(r) for r in greedy])),
@@ -116,7 +118,36 @@ class Evaluator:
             m.EVAL_TIME.format(part="greedy"): t_greedy - t0,
             m.EVAL_TIME.format(part="teacher"): t_targets - t_greedy,  # the teacher's targets (/score)
             m.EVAL_TIME.format(part="task"): t_kl - t_targets,  # decoding and the task metric
-            m.EVAL_TIME.format(part="kl"): t_scored - t_kl,  # the learner's forward
-            m.EVAL_TIME.format(part="rollouts_wait"): time.perf_counter() - t_scored,
+            m.EVAL_TIME.format(part="kl"): time.perf_counter() - t_kl,  # the learner's forward
         }
-        return metrics, items
+        return PendingEvaluation(step, metrics, rollouts, t0), items
+
+
+@dataclass
+class PendingEvaluation:
+    """An evaluation whose acceptance rollouts are still running in the actor (an `eval_async` run
+    collects it within a few steps, and before each checkpoint and at the end)."""
+
+    step: int
+    metrics: dict[str, float]
+    rollouts: Any  # the actor call's ref: (version, acceptance)
+    started: float
+
+    def ready(self) -> bool:
+        import ray
+
+        return bool(ray.wait([self.rollouts], timeout=0)[0])
+
+    def finish(self) -> dict[str, float]:
+        """The whole record: the acceptance rate added, and how long the loop waited for it."""
+        import ray
+
+        t0 = time.perf_counter()
+        _, acceptance = ray.get(self.rollouts)
+        waited = time.perf_counter() - t0
+        return {
+            m.EVAL_ACCEPTANCE: acceptance,
+            **self.metrics,
+            m.EVAL_TIME.format(part="rollouts_wait"): waited,  # the loop's wait (0 if they had finished)
+            m.EVAL_ROLLOUTS_S: t0 + waited - self.started,  # from the evaluation's start to collected
+        }

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,7 @@ from trainer.outputs.responses import write_responses
 
 if TYPE_CHECKING:  # the components import torch, vLLM or Ray: loaded in `setup`
     from shared.protocol import ServerInfo
-    from trainer.evaluate import Evaluator
+    from trainer.evaluate import Evaluator, PendingEvaluation
     from trainer.learner.interface import Learner
     from trainer.outputs.metrics import MetricsLog
     from trainer.outputs.timing import PhaseTimer
@@ -58,19 +58,31 @@ class Run:
     steer: AcceptanceTarget | None = None  # target_acceptance
     tokens_seen: int = 0  # buffer.received_tokens at the previous step record
     pushed_step: int | None = None  # the learner step whose weights the actors have (None: the base's)
+    evaluations: list[PendingEvaluation] = field(default_factory=list)  # rollouts still running
 
     def push_weights(self) -> None:
         self.rollout.push_weights(self.learner.step, self.learner.weight_buckets(self.rollout.engine_dtype))
         self.pushed_step = self.learner.step
 
     def evaluate(self) -> None:
+        """Start an evaluation of the current weights; its record is written when its acceptance rollouts
+        end (`collect_evaluations`), at once unless `eval_async`."""
         if self.pushed_step != self.learner.step:  # pushed already by the loop, unless sync_every > 1
             self.push_weights()
-        metrics, responses = self.evaluator()
+        pending, responses = self.evaluator.start()
         write_responses(self.out, self.learner.step, responses)
-        self.log.write(self.learner.step, metrics)
-        shown = ", ".join(f"{k.removeprefix(m.EVAL)} {v:.4f}" for k, v in metrics.items())
-        logger.info("step %d: %s", self.learner.step, shown)
+        self.evaluations.append(pending)
+        self.collect_evaluations(wait=not self.cfg.eval_async)
+
+    def collect_evaluations(self, wait: bool) -> None:
+        """Write the records of started evaluations whose rollouts have ended (all of them if `wait`), in
+        the order they started."""
+        while self.evaluations and (wait or self.evaluations[0].ready()):
+            pending = self.evaluations.pop(0)
+            metrics = pending.finish()
+            self.log.write(pending.step, metrics)
+            shown = ", ".join(f"{k.removeprefix(m.EVAL)} {v:.4f}" for k, v in metrics.items())
+            logger.info("step %d: %s", pending.step, shown)
 
     def steer_acceptance(self, batch: list[Sample]) -> None:
         """target_acceptance: the K of the next rollouts, from this batch's acceptance (else nothing)."""
@@ -201,11 +213,17 @@ def train(run: Run) -> dict:
             run.log_step(stats, batch, timer)
             bar.update(1)
             bar.set_postfix(loss=f"{stats['loss']:.3f}", busy=f"{timer.busy_fraction:.2f}")
+            run.collect_evaluations(wait=False)  # those whose rollouts have ended
             timer.lap("log")
-            if learner.step % cfg.eval_every == 0 or learner.step == cfg.steps:
-                run.evaluate()
+            evaluate = learner.step % cfg.eval_every == 0 or learner.step == cfg.steps
+            checkpoint = learner.step % cfg.checkpoint_every == 0 or learner.step == cfg.steps
+            if evaluate or checkpoint:
+                if evaluate:
+                    run.evaluate()
+                if checkpoint:  # every evaluation before a checkpoint is in the log a resume keeps
+                    run.collect_evaluations(wait=True)
                 timer.lap("eval")
-            if learner.step % cfg.checkpoint_every == 0 or learner.step == cfg.steps:
+            if checkpoint:
                 run.checkpoint()
                 timer.lap("checkpoint")
     return run.summary(timer, pushes)

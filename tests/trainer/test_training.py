@@ -60,7 +60,8 @@ def test_skd_learns_end_to_end(ray_cluster, tiny_models, teacher_server, tmp_pat
     records = _records(out)
     losses = [r["train/loss"] for r in records if "train/loss" in r]
     evals = [r for r in records if "eval/acceptance" in r]
-    assert len(losses) == 24 and len(evals) == 3
+    assert len(losses) == 24 and [e["step"] for e in evals] == [0, 12, 24]  # eval_async: in order, once each
+    assert all(e["perf/held_out_rollouts_s"] > 0 for e in evals)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     assert evals[-1]["eval/acceptance"] > evals[0]["eval/acceptance"]
     assert evals[-1]["eval/kl"] < evals[0]["eval/kl"]
@@ -299,6 +300,41 @@ def test_a_lora_student_reaches_the_actors(ray_cluster, tiny_models, teacher_ser
     with torch.no_grad():
         want = [learner.lm(torch.tensor([p])).logits[0, -1].argmax().item() for p in prompts]
     assert version == 1 and [a[0] for a in after] == want and after != before
+    ray.kill(actor)
+
+
+def test_held_out_rollouts_keep_the_weights_they_evaluate(ray_cluster, tiny_models, teacher_server):
+    """eval_async: while an evaluation's acceptance rollouts run, a push arrives but is not loaded (the
+    rollouts measure one model, the one they report); it loads as soon as they end."""
+    from ray.util.queue import Queue
+
+    from trainer.learner.local import LocalLearner
+    from trainer.rollout.worker import rollout_actor
+
+    # K=1: about one token per round, so the rollouts take many rounds (the push lands inside them)
+    cfg = RunConfig(student_dtype="float32", student_kv_cache_gib=0.25, max_new_tokens=48, max_prompt_len=32,
+                    top_k=1)  # fmt: skip
+    actor = rollout_actor(cfg).remote(
+        cfg, str(tiny_models["student"]), [teacher_server.url], (Queue(), Queue()), 0, [2]
+    )
+    learner = LocalLearner(cfg, tiny_models["student"])
+    prompts = [[5, 6, 7, 8], [9, 10, 11], [40, 41, 42, 43, 44], [300, 7, 18]]
+    ray.get(actor.update_weights.remote(1, learner.export_weights(torch.float32), apply_now=True))
+    rollouts = actor.skd_acceptance.remote(prompts, min_version=1)
+    while not ray.get(actor.get_stats.remote())["pinned"]:
+        assert not ray.wait([rollouts], timeout=0.01)[0], "the rollouts ended before they were seen running"
+    with torch.no_grad():  # another model, visibly
+        for p in learner.lm.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    loaded = ray.get(actor.update_weights.remote(2, learner.export_weights(torch.float32), apply_now=True))
+    assert not ray.wait([rollouts], timeout=0)[0], "make the rollouts longer: they ended before the push"
+    assert loaded == 0.0 and ray.get(actor.get_stats.remote())["version"] == 1  # received, not loaded
+    version, acceptance = ray.get(rollouts)
+    assert version == 1 and 0 <= acceptance < 1
+    version, after = ray.get(actor.generate_greedy.remote(prompts, 1, min_version=2))
+    with torch.no_grad():
+        want = [learner.lm(torch.tensor([p])).logits[0, -1].argmax().item() for p in prompts]
+    assert version == 2 and [a[0] for a in after] == want and ray.get(actor.get_stats.remote())["pinned"] == 0
     ray.kill(actor)
 
 

@@ -42,7 +42,8 @@ EVAL_KL = "eval/kl"
 EVAL_RESPONSE_TOKENS = "eval/response_tokens"
 EVAL_WEIGHT_VERSION = "eval/weight_version"
 EVAL_TASK = "eval/{name}"  # each task metric (trainer.data.tasks)
-EVAL_TIME = "perf/eval_{part}_s"  # the evaluation's parts (trainer.evaluate)
+EVAL_TIME = "perf/eval_{part}_s"  # the evaluation's parts (trainer.evaluate): the loop's time in them
+EVAL_ROLLOUTS_S = "perf/held_out_rollouts_s"  # an evaluation's start to its acceptance rollouts collected
 
 
 def step_record(

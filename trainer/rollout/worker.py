@@ -74,6 +74,8 @@ class RolloutWorker:
         self.version = 0  # the training step of the loaded weights
         self.transport = transport or ObjectStoreTransport()
         self.pending = (weights_version, weights) if weights else None  # a replacement actor's first weights
+        self.received: tuple[int, list] | None = None  # taken from the transport, not loaded yet
+        self._pins = 0  # evaluations reading the loaded weights: loads wait until they finish
         self.groups: list[list[InFlight]] = [[] for _ in range(cfg.overlap_groups)]
         self._refilling = asyncio.Lock()  # prompts taken from the queue are in a group when it is free
         self._loading = asyncio.Lock()  # one weight load at a time, in the order pushes arrive
@@ -84,25 +86,31 @@ class RolloutWorker:
 
     async def update_weights(self, version: int, parts: list | dict, apply_now: bool = False) -> float:
         """A push's weights as its transport handed them (trainer.weights.transport); they take effect
-        before the next round (never inside one), or now; returns the load time if now. Ray does not
-        order an async actor's calls: a push older than one already here is dropped."""
-        if version < self.version or (self.pending is not None and version < self.pending[0]):
+        before the next round (never inside one), or now; returns the load time if now (0 while an
+        evaluation pins the loaded weights). Ray does not order an async actor's calls: a push older than
+        one already here is dropped."""
+        if version < self.version or any(
+            held is not None and version < held[0] for held in (self.pending, self.received)
+        ):
             return 0.0
         self.pending = (version, parts)
         return await self._apply_pending_weights() if apply_now else 0.0
 
     async def _apply_pending_weights(self) -> float:
-        """Load the pending weights, if any (the time taken: fetching and loading). Other coroutines run
-        while the buckets are fetched; the load itself is one engine call, which blocks the event loop, so
-        no group's round is at an engine call meanwhile."""
+        """Take the pending push from its transport and load it (the time taken: fetching and loading),
+        unless an evaluation pins the loaded weights: then the push waits, received, and the newest one
+        loads once the evaluation ends. Other coroutines run while the buckets are fetched; the load itself
+        is one engine call, which blocks the event loop, so no group's round is at an engine call then."""
         async with self._loading:
-            if self.pending is None:
-                return 0.0
             start = time.perf_counter()
-            (version, parts), self.pending = self.pending, None
-            parts = await self.transport.receive(parts)
-            if parts is None:  # not taken (a collective push that failed here): another way brings it
+            if self.pending is not None:  # a collective push must be received while its broadcast runs
+                (version, parts), self.pending = self.pending, None
+                parts = await self.transport.receive(parts)
+                if parts is not None:  # None: a collective push that failed here; another way brings it
+                    self.received = (version, parts)
+            if self.received is None or self._pins:
                 return 0.0
+            (version, parts), self.received = self.received, None
             first = parts[0]
             if "adapter_config" in first:  # lora_transport=adapter
                 self.env.student.load_adapter(version, unpack(first), first["adapter_config"])
@@ -208,12 +216,18 @@ class RolloutWorker:
         """SKD rollouts of these prompts with the current weights, kept out of training and of the stats:
         the fraction of draft tokens the teacher accepted (the paper's acceptance rate), and the version."""
         await self._weights_of(min_version)
-        skd = Speculative(self.cfg.model_copy(update={"adaptive_gamma": False}))  # the rate at gamma
-        seqs = [InFlight(Prompt(index=-1, prompt_ids=p), skd, self.version) for p in prompts]
-        while active := [s for s in seqs if not s.done]:
-            await skd.step(active, self.env)
+        async with self._loading:  # no load in progress: the weights stay these until the rollouts end
+            self._pins += 1
+            version = self.version
+        try:
+            skd = Speculative(self.cfg.model_copy(update={"adaptive_gamma": False}))  # the rate at gamma
+            seqs = [InFlight(Prompt(index=-1, prompt_ids=p), skd, version) for p in prompts]
+            while active := [s for s in seqs if not s.done]:
+                await skd.step(active, self.env)
+        finally:
+            self._pins -= 1
         totals = _totals(seqs)
-        return self.version, totals["accepted"] / max(totals["drafted"], 1)
+        return version, totals["accepted"] / max(totals["drafted"], 1)
 
     async def held_positions(self) -> list[int]:
         """Stream positions of the prompts this actor holds (taken from the queue, not yet queued back as
@@ -222,7 +236,7 @@ class RolloutWorker:
             return [s.prompt.position for s in self.active if s.prompt.position is not None]
 
     def get_stats(self) -> dict:
-        return {**self.stats, "version": self.version, "active": len(self.active)}
+        return {**self.stats, "version": self.version, "active": len(self.active), "pinned": self._pins}
 
 
 def rollout_actor(cfg: RunConfig, worker: type[RolloutWorker] = RolloutWorker):
