@@ -12,12 +12,14 @@ evaluation also returns the responses with their per-item scores (kept by traine
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from shared.errors import first_line
 from shared.protocol import ScoreItem, ScoreRequest, ServerInfo, TeacherTargets
 from shared.skd import in_top_k
 from trainer.config import RunConfig
@@ -26,6 +28,8 @@ from trainer.learner.interface import Learner
 from trainer.outputs import metrics as m
 from trainer.records import Sample
 from trainer.teacher.service import client as teacher_client
+
+logger = logging.getLogger(__name__)
 
 
 def greedy_acceptance(targets: list[TeacherTargets], top_k: int, vocab_size: int) -> float:
@@ -139,11 +143,17 @@ class PendingEvaluation:
         return bool(ray.wait([self.rollouts], timeout=0)[0])
 
     def finish(self) -> dict[str, float]:
-        """The whole record: the acceptance rate added, and how long the loop waited for it."""
+        """The whole record: the acceptance rate added (NaN if the actor died meanwhile: the supervisor
+        replaces it, the next evaluation runs on the replacement), and how long the loop waited for it."""
         import ray
+        from ray.exceptions import RayActorError
 
         t0 = time.perf_counter()
-        _, acceptance = ray.get(self.rollouts)
+        try:
+            _, acceptance = ray.get(self.rollouts)
+        except RayActorError as e:
+            logger.warning("step %d: held-out acceptance lost, its actor died (%s)", self.step, first_line(e))
+            acceptance = float("nan")
         waited = time.perf_counter() - t0
         return {
             m.EVAL_ACCEPTANCE: acceptance,
