@@ -4,7 +4,9 @@ server over HTTP, the real trainer. One Ray cluster for the module."""
 from __future__ import annotations
 
 import json
+import math
 import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -308,6 +310,7 @@ def test_held_out_rollouts_keep_the_weights_they_evaluate(ray_cluster, tiny_mode
     rollouts measure one model, the one they report); it loads as soon as they end."""
     from ray.util.queue import Queue
 
+    from trainer.evaluate import PendingEvaluation
     from trainer.learner.local import LocalLearner
     from trainer.rollout.worker import rollout_actor
 
@@ -335,7 +338,11 @@ def test_held_out_rollouts_keep_the_weights_they_evaluate(ray_cluster, tiny_mode
     with torch.no_grad():
         want = [learner.lm(torch.tensor([p])).logits[0, -1].argmax().item() for p in prompts]
     assert version == 2 and [a[0] for a in after] == want and ray.get(actor.get_stats.remote())["pinned"] == 0
+    # the actor dies before an evaluation's rollouts end: the record keeps the rest, acceptance NaN
+    pending = PendingEvaluation(2, {"eval/kl": 0.5}, actor.skd_acceptance.remote(prompts, 2), time.time())
     ray.kill(actor)
+    record = pending.finish()
+    assert math.isnan(record["eval/acceptance"]) and record["eval/kl"] == 0.5
 
 
 @pytest.mark.parametrize(
