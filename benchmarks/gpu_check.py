@@ -39,6 +39,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.learner_memory import SETTINGS
+
 SHAPES = {  # Qwen2 configurations: the real ones for 0.5B and 1.5B (tied head), and a tiny one
     "tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                  intermediate_size=256, vocab_size=2048),
@@ -48,16 +50,14 @@ SHAPES = {  # Qwen2 configurations: the real ones for 0.5B and 1.5B (tied head),
                  intermediate_size=8960, vocab_size=151936),
 }  # fmt: skip
 
-STACK = {  # the README's sizing section, stacked as a user would
-    "bf16": {"learner_dtype": "bf16"},
-    "+ ckpt": {"learner_dtype": "bf16", "gradient_checkpointing": True},
-    "+ chunk": {"learner_dtype": "bf16", "gradient_checkpointing": True, "loss_chunk_tokens": 1024},
-    "+ LoRA r=16": {
-        "learner_dtype": "bf16",
-        "gradient_checkpointing": True,
-        "loss_chunk_tokens": 1024,
-        "lora_rank": 16,
-    },
+STACK = {  # the README's sizing section, stacked as a user would (benchmarks.learner_memory's settings)
+    label: SETTINGS[name]
+    for label, name in [
+        ("bf16", "bf16"),
+        ("+ ckpt", "bf16+ckpt"),
+        ("+ chunk", "bf16+ckpt+chunk"),
+        ("+ LoRA r=16", "bf16+ckpt+chunk+lora"),
+    ]
 }
 STATE_TOLERANCE = 0.10  # measured persistent state within 10% of the README's bytes per parameter
 LOSS_TOLERANCE = 1e-3  # relative: the same computation in another wrapping, or after a resume
