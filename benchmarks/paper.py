@@ -139,11 +139,21 @@ def final_checkpoint(args: argparse.Namespace, method: str, seed: int) -> Path:
 class Protocol:
     """The stages of one task; each opens the teacher it needs (the base one, then the tuned one)."""
 
-    def __init__(self, name: str, out: Path, quick: bool, base_teacher: Path, seeds=None, methods=METHODS):
+    def __init__(
+        self,
+        name: str,
+        out: Path,
+        quick: bool,
+        base_teacher: Path,
+        seeds=None,
+        methods=METHODS,
+        baseline: str | None = None,
+    ):
         self.name, self.task, self.quick, self.base_teacher = name, TASKS[name], quick, base_teacher
         self.out = out / name
         self.seeds = self.task.seeds[:1] if quick else tuple(seeds or self.task.seeds)  # the methods stage's
         self.methods_run = tuple(methods)
+        self.baseline = baseline  # init's; None: the best by the methods stage's finished runs
 
     def _teacher(self, model: Path):
         from trainer.config import RunConfig
@@ -220,7 +230,7 @@ class Protocol:
         teacher = self.tuned_teacher()
         args = self.args("init", self.task.methods, teacher)
         with self._teacher(teacher) as (urls, _):
-            for method in ("skd", self.best_baseline()):
+            for method in ("skd", self.baseline or self.best_baseline()):
                 compare.run_one(args, method, 0, urls, self.pruned_student())
 
     def ksweep(self) -> None:
@@ -500,6 +510,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--methods", nargs="+", choices=METHODS, default=METHODS, help="the methods stage's, in this order"
     )
+    p.add_argument(
+        "--baseline",
+        choices=BASELINES,
+        default=None,
+        help="init's baseline (default: the best by the methods stage's mean metric over finished seeds)",
+    )
     args = p.parse_args(argv)
     if args.out is None:
         args.out = ROOT / "outputs" / ("paper-quick" if args.quick else "paper")
@@ -515,7 +531,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     base_teacher, _ = resolve_models(RunConfig(teacher_model="default", student_model="default"))
     protocols = [
-        Protocol(name, args.out, args.quick, base_teacher, args.seeds, args.methods) for name in args.task
+        Protocol(name, args.out, args.quick, base_teacher, args.seeds, args.methods, args.baseline)
+        for name in args.task
     ]
     stages = STAGES if args.stage == "all" else [] if args.stage == "report" else [args.stage]
     for p in protocols:

@@ -140,3 +140,14 @@ def test_the_k_sweep_shows_acceptance_per_k_and_the_k_target_acceptance_chose(tm
     text = paper.render({"word_problems": paper.task_summary(proto)})
     assert f"| target {target} | 3.0 | {target:.3f} |" in text and "| 1 | 1 | 0.850 |" in text
     assert f"target_acceptance {target} minus skd at K=25" in text
+
+
+def test_init_takes_a_named_baseline_or_the_best_finished_one(tmp_path):
+    """`--baseline` names init's baseline when the methods stage's runs are elsewhere (or not run)."""
+    args = paper.parse_args(["init", "--task", "word_problems", "--baseline", "sft", "--out", str(tmp_path)])
+    assert args.baseline == "sft"
+    with pytest.raises(SystemExit):  # skd and mixed are not baselines
+        paper.parse_args(["init", "--baseline", "mixed"])
+    proto = paper.Protocol("word_problems", tmp_path, quick=False, base_teacher=tmp_path / "teacher")
+    with pytest.raises(SystemExit, match="run the methods stage first"):
+        proto.best_baseline()
