@@ -18,10 +18,13 @@ continues from its last checkpoint, as in benchmarks.compare):
 - ksweep    skd at K in {1, 5, 100} (K=25 is the methods stage's run), one seed: acceptance per K; then
             skd with `target_acceptance` (K adapted per step from K=25) at each of `Task.acceptance_targets`,
             at the methods stage's seeds (`--seeds`), against skd at K=25 item by item.
+- budget    (on demand, not run by `all`) skd and the best baseline from the warm student at twice the
+            methods' steps (`Task.long`), seed 0 unless `--seeds` names more: does the ranking hold with
+            more budget?
 - report    `outputs/paper/summary.md` + `results.json`: the paper-shaped table (tasks as columns, methods
             as rows, skd's relative gain over the best baseline), a paired bootstrap interval of skd minus
-            the best baseline over held-out items (per item: mean over seeds), per-method acceptance, KL,
-            tokens trained and wall time, the K sweep, and plots over steps per task.
+            each baseline over held-out items (per item: mean over seeds), per-method acceptance, KL,
+            tokens trained and wall time, the init and budget axes, the K sweep, and plots over steps.
 
 Tasks: `word_problems` (GSM8K-shaped, exact match of the final answer) and `dialogue_summaries`
 (DialogSum-shaped, ROUGE-L), generated and shipped under trainer/data/prompt_sets/.
@@ -69,6 +72,7 @@ class Task:
     teacher: Budget = Budget(steps=120, batch_size=16, lr=1e-4, eval_every=60)
     warm: Budget = Budget(steps=40, batch_size=16, lr=3e-4, eval_every=40)
     methods: Budget = Budget(steps=30, batch_size=8, lr=1e-4, eval_every=15)
+    long: Budget = Budget(steps=60, batch_size=8, lr=1e-4, eval_every=30)  # the budget axis: 2x the methods'
     num_eval_prompts: int = 100
     student_layers: int | None = None  # the pruned student's layers, evenly spaced; None: every 2nd
     k_sweep: tuple[int, ...] = (1, 5, 100)
@@ -97,7 +101,10 @@ TASKS = {
         k_sweep=(),  # the K sweep is asked of the math task only
     ),
 }
-STAGES = ["teacher", "student", "methods", "init", "ksweep"]
+STAGES = ["teacher", "student", "methods", "init", "ksweep"]  # what `all` runs, in order
+EXTRA_STAGES = [
+    "budget"
+]  # an axis beyond the issue's protocol, run on demand (not by `all`: its ~6 h budget)
 
 
 # --- one stage's runs, through benchmarks.compare ----------------------------------------------------------
@@ -152,6 +159,7 @@ class Protocol:
         self.name, self.task, self.quick, self.base_teacher = name, TASKS[name], quick, base_teacher
         self.out = out / name
         self.seeds = self.task.seeds[:1] if quick else tuple(seeds or self.task.seeds)  # the methods stage's
+        self.axis_seeds = tuple(seeds or self.task.seeds[:1])  # the budget axis's: seed 0 unless named
         self.methods_run = tuple(methods)
         self.baseline = baseline  # init's; None: the best by the methods stage's finished runs
 
@@ -232,6 +240,16 @@ class Protocol:
         with self._teacher(teacher) as (urls, _):
             for method in ("skd", self.baseline or self.best_baseline()):
                 compare.run_one(args, method, 0, urls, self.pruned_student())
+
+    def budget(self) -> None:
+        """skd and the best baseline from the warm student at twice the methods' steps (`Task.long`): does
+        the ranking hold with more budget? Seed 0 unless `--seeds` names more."""
+        teacher = self.tuned_teacher()
+        args = self.args("budget", self.task.long, teacher)
+        with self._teacher(teacher) as (urls, _):
+            for seed in self.axis_seeds:
+                for method in ("skd", self.baseline or self.best_baseline()):
+                    compare.run_one(args, method, seed, urls, self.warm_student())
 
     def ksweep(self) -> None:
         teacher = self.tuned_teacher()
@@ -337,13 +355,28 @@ def task_summary(p: Protocol) -> dict:
             summary["methods"][method] = _method_row(mine, key)
     done = set(summary["methods"])  # the seeds finished so far (each row says how many)
     baselines = [m for m in BASELINES if m in done]
-    if "skd" in done and baselines:
-        best = max(baselines, key=lambda m: summary["methods"][m]["metric"][0])
+    if "skd" in done and baselines:  # the paper's claim is skd over each baseline: each one, item by item
         steps = p.args("methods", task.methods, p.base_teacher).steps
-        a, b = per_item_mean(runs, "skd", steps, task.metric), per_item_mean(runs, best, steps, task.metric)
-        mean, low, high = paired_bootstrap(a, b)
-        summary["skd_vs_best"] = {"baseline": best, "diff": mean, "ci95": [low, high], "items": len(a)}
+        a = per_item_mean(runs, "skd", steps, task.metric)
+        summary["skd_vs"] = {}
+        for baseline in baselines:
+            mean, low, high = paired_bootstrap(a, per_item_mean(runs, baseline, steps, task.metric))
+            summary["skd_vs"][baseline] = {"diff": mean, "ci95": [low, high], "items": len(a)}
+        best = max(baselines, key=lambda m: summary["methods"][m]["metric"][0])
+        summary["skd_vs_best"] = {"baseline": best, **summary["skd_vs"][best]}
     summary["init"] = {r["method"]: _method_row([r], key) for r in p.runs("init", seeds=[0])}
+    long, steps_long = p.runs("budget", budget=task.long), p.args("budget", task.long, p.base_teacher).steps
+    summary["budget"] = {"steps": steps_long, "methods": {}, "versus": {}}
+    for method in METHODS:
+        if mine := [r for r in long if r["method"] == method]:
+            summary["budget"]["methods"][method] = _method_row(mine, key)
+    skd_seeds = {r["seed"] for r in long if r["method"] == "skd"}
+    for baseline in BASELINES:  # skd minus each baseline it ran beside, on the seeds both finished
+        if seeds := sorted(skd_seeds & {r["seed"] for r in long if r["method"] == baseline}):
+            both = [r for r in long if r["seed"] in seeds]
+            a = per_item_mean(both, "skd", steps_long, task.metric)
+            mean, low, high = paired_bootstrap(a, per_item_mean(both, baseline, steps_long, task.metric))
+            summary["budget"]["versus"][baseline] = {"diff": mean, "ci95": [low, high], "seeds": seeds}
     sweep = {}  # K -> row; then "target <acceptance>" -> row (its K: mean_top_k)
     for k in task.k_sweep:
         done_k = p.runs(f"ksweep/k{k}", ["skd"], seeds=[0])
@@ -437,8 +470,27 @@ def render(summaries: dict[str, dict]) -> str:
                 f"acceptance {warm['acceptance'][0]:.3f}, KL {warm['kl'][0]:.3f}.",
             ]
         lines += ["", _detail(s["methods"], s["metric"], "method (from the warm student)")]
+        if versus := s.get("skd_vs"):
+            lines += [
+                "",
+                f"skd minus each baseline, {s['metric']} paired over the held-out items (mean over seeds):",
+            ]
+            lines += [
+                f"- {baseline}: {v['diff']:+.3f}, 95% CI {v['ci95'][0]:+.3f}..{v['ci95'][1]:+.3f}"
+                for baseline, v in versus.items()
+            ]
         if s["init"]:
             lines += ["", _detail(s["init"], s["metric"], "method (from the pruned, not warmed, student)")]
+        if (long := s.get("budget", {})).get("methods"):
+            title = f"method (from the warm student, {long['steps']} steps)"
+            lines += ["", _detail(long["methods"], s["metric"], title)]
+            for baseline, versus in long["versus"].items():
+                lines += [
+                    "",
+                    f"At {long['steps']} steps, skd minus {baseline}, paired over the held-out items (seeds "
+                    f"{', '.join(map(str, versus['seeds']))}): {versus['diff']:+.3f}, 95% CI "
+                    f"{versus['ci95'][0]:+.3f}..{versus['ci95'][1]:+.3f}.",
+                ]
         if s["ksweep"]:
             lines += [
                 "",
@@ -498,14 +550,18 @@ def report(protocols: list[Protocol], out: Path) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=["all", *STAGES, "report"])
+    p.add_argument("stage", choices=["all", *STAGES, *EXTRA_STAGES, "report"])
     p.add_argument("--task", nargs="+", choices=list(TASKS), default=list(TASKS))
     p.add_argument(
         "--out", type=Path, default=None, help="default outputs/paper (--quick: outputs/paper-quick)"
     )
     p.add_argument("--quick", action="store_true", help="every stage at 2 steps, 8 held-out items, 1 seed")
     p.add_argument(
-        "--seeds", nargs="+", type=int, default=None, help="the methods stage's (default: the task's)"
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="the methods stage's (default: the task's); budget's (default: 0)",
     )
     p.add_argument(
         "--methods", nargs="+", choices=METHODS, default=METHODS, help="the methods stage's, in this order"
@@ -514,7 +570,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--baseline",
         choices=BASELINES,
         default=None,
-        help="init's baseline (default: the best by the methods stage's mean metric over finished seeds)",
+        help="init's and budget's baseline (default: the best by the methods stage's mean, finished seeds)",
     )
     args = p.parse_args(argv)
     if args.out is None:

@@ -94,12 +94,18 @@ def test_the_report_compares_skd_with_the_best_baseline_item_by_item(tmp_path):
     assert versus["baseline"] == "supervised_kd" and versus["items"] == 4
     assert versus["diff"] == pytest.approx(float((skd_items - best_items).mean()))
     assert versus["ci95"][0] <= versus["diff"] <= versus["ci95"][1]
+    assert set(summary["skd_vs"]) == set(paper.BASELINES)  # every baseline, not only the best
+    for baseline, each in summary["skd_vs"].items():
+        other = np.mean(per_method[baseline], axis=0)
+        assert each["diff"] == pytest.approx(float((skd_items - other).mean()))
+    assert summary["skd_vs"]["on_policy"]["ci95"][0] > 0  # skd beats an all-zero baseline on every resample
     assert summary["methods"]["skd"]["metric"][0] == pytest.approx(8 / 12)
     assert summary["methods"]["skd"]["batch_acceptance"] == pytest.approx(0.5)
     assert summary["methods"]["skd"]["eval_s"] == pytest.approx(3.0)  # the evaluations' timed parts
     text = paper.render({"word_problems": summary})
     assert "| skd | 0.667 ± " in text and "tuned teacher (greedy) | 0.750" in text
     assert "+60% vs supervised_kd" in text  # (8/12 - 5/12) / (5/12)
+    assert "- on_policy: +0.667, 95% CI" in text
 
 
 def test_runs_from_the_warm_student_start_at_its_measured_evaluation(tmp_path):
@@ -151,3 +157,32 @@ def test_init_takes_a_named_baseline_or_the_best_finished_one(tmp_path):
     proto = paper.Protocol("word_problems", tmp_path, quick=False, base_teacher=tmp_path / "teacher")
     with pytest.raises(SystemExit, match="run the methods stage first"):
         proto.best_baseline()
+
+
+def test_the_budget_axis_reports_skd_and_its_baseline_at_twice_the_steps_item_by_item(tmp_path):
+    """`budget` runs skd and the best baseline at `Task.long` (2x the methods' steps), seed 0 unless
+    `--seeds` names more; the report pairs skd with that baseline over the seeds both finished."""
+    task = paper.TASKS["dialogue_summaries"]
+    assert task.long.steps == 2 * task.methods.steps
+    assert paper.parse_args(["budget", "--task", "dialogue_summaries"]).stage == "budget"
+    assert "budget" not in paper.STAGES  # not part of `all`
+    proto = paper.Protocol("dialogue_summaries", tmp_path, quick=False, base_teacher=tmp_path / "t")
+    assert proto.axis_seeds == (0,)
+    assert paper.Protocol("dialogue_summaries", tmp_path, False, tmp_path, seeds=[0, 1]).axis_seeds == (0, 1)
+    budget_dir = tmp_path / "dialogue_summaries" / "budget"
+    per_seed = {"skd": [[0.5, 1.0, 0.0], [1.0, 1.0, 1.0]], "sft": [[0.25, 0.5, 0.0]]}  # sft: seed 0 only
+    for method, seeds in per_seed.items():
+        for seed, items in enumerate(seeds):
+            _write_run(budget_dir / method / f"seed{seed}", task.long.steps, "rougeL", 0.3, items)
+    long = paper.task_summary(proto)["budget"]
+    assert long["steps"] == 60 and set(long["methods"]) == {"sft", "skd"}
+    assert long["methods"]["sft"]["seeds"] == [0] and long["methods"]["skd"]["seeds"] == [0, 1]
+    versus = long["versus"]["sft"]
+    expected = np.array(per_seed["skd"][0]) - np.array(per_seed["sft"][0])  # on the seed both finished
+    assert versus["seeds"] == [0] and versus["diff"] == pytest.approx(float(expected.mean()))
+    text = paper.render({"dialogue_summaries": paper.task_summary(proto)})
+    assert "method (from the warm student, 60 steps)" in text
+    assert (
+        f"At 60 steps, skd minus sft, paired over the held-out items (seeds 0): {expected.mean():+.3f}"
+        in text
+    )
