@@ -469,7 +469,8 @@ def render(summaries: dict[str, dict]) -> str:
                 f"{warm['initial'][0]:.3f}; after the SFT warm-up {warm['metric'][0]:.3f}, held-out "
                 f"acceptance {warm['acceptance'][0]:.3f}, KL {warm['kl'][0]:.3f}.",
             ]
-        lines += ["", _detail(s["methods"], s["metric"], "method (from the warm student)")]
+        if s["methods"]:
+            lines += ["", _detail(s["methods"], s["metric"], "method (from the warm student)")]
         if versus := s.get("skd_vs"):
             lines += [
                 "",
