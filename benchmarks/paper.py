@@ -102,9 +102,8 @@ TASKS = {
     ),
 }
 STAGES = ["teacher", "student", "methods", "init", "ksweep"]  # what `all` runs, in order
-EXTRA_STAGES = [
-    "budget"
-]  # an axis beyond the protocol, run on demand (not by `all`: its ~6 h budget)
+# Axes beyond the protocol, run on demand (not by `all`, which must stay within ~6 hours).
+EXTRA_STAGES = ["budget"]
 
 
 # --- one stage's runs, through benchmarks.compare ----------------------------------------------------------
