@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 
 from shared.errors import first_line
-from shared.protocol import ScoreItem, ScoreRequest, ServerInfo, TeacherTargets
+from shared.protocol import (
+    GenerateItem,
+    GenerateRequest,
+    ScoreItem,
+    ScoreRequest,
+    ServerInfo,
+    TeacherTargets,
+)
 from shared.skd import in_top_k
 from trainer.config import RunConfig
 from trainer.data.tasks import Example, score_set_items
@@ -59,7 +66,20 @@ class Evaluator:
         self.examples, self.prompts = examples, prompts
         self.vocab_size = info.vocab_size
         full = cfg.top_k >= info.vocab_size  # on-policy K: every token is in the "top-K"
+        self.teacher_response_tokens: float | None = None
         self.k_scored = cfg.num_logprobs if full else min(max(cfg.top_k, cfg.num_logprobs), info.max_logprobs)
+
+    async def _teacher_response_tokens(self) -> float:
+        """The teacher's own greedy responses' mean length on the held-out prompts: what the student's
+        response length is read against (a student that learns to stop early shows below it)."""
+        async with teacher_client(self.cfg, self.urls) as client:
+            req = GenerateRequest(
+                items=[GenerateItem(prompt_ids=p) for p in self.prompts],
+                max_tokens=self.cfg.max_new_tokens,
+                temperature=0.0,
+                num_logprobs=1,
+            )
+            return float(np.mean([len(r.token_ids) for r in (await client.generate(req)).items]))
 
     async def _teacher_targets(self, responses: list[list[int]]) -> list[TeacherTargets]:
         async with teacher_client(self.cfg, self.urls) as client:
@@ -102,6 +122,8 @@ class Evaluator:
         )
         t_greedy = time.perf_counter()
         targets = asyncio.run(self._teacher_targets(greedy))
+        if self.teacher_response_tokens is None:  # the teacher does not change: once per run
+            self.teacher_response_tokens = asyncio.run(self._teacher_response_tokens())
         t_targets = time.perf_counter()
         texts = [self.learner.tokenizer.decode(r, skip_special_tokens=True) for r in greedy]
         task, scores = score_set_items(
@@ -117,6 +139,7 @@ class Evaluator:
             m.EVAL_GREEDY_ACCEPTANCE: greedy_acceptance(targets, self.cfg.top_k, self.vocab_size),
             m.EVAL_KL: kl,
             m.EVAL_RESPONSE_TOKENS: float(np.mean([len(r) for r in greedy])),
+            m.EVAL_TEACHER_RESPONSE_TOKENS: self.teacher_response_tokens,
             m.EVAL_WEIGHT_VERSION: float(version),
             **{m.EVAL_TASK.format(name=k): v for k, v in task.items()},
             m.EVAL_TIME.format(part="greedy"): t_greedy - t0,

@@ -109,7 +109,9 @@ class Run:
             received_tokens=received,
             position=self.feeder.position,
             dropped=self.buffer.dropped,
+            lengths=self.buffer.lengths(),
             top_k=self.steer.top_k if self.steer else None,
+            max_new_tokens=self.cfg.max_new_tokens,
         )
         self.log.write(self.learner.step, record)
 

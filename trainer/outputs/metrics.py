@@ -10,6 +10,7 @@ exact resume is checked with them); an evaluation record holds `eval/*` (trainer
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,12 +35,18 @@ DROPPED_STALE_TOTAL = "perf/dropped_stale_total"
 WEIGHT_PUSH_S = "perf/weight_push_s"
 
 TRAINED_POSITIONS = "data/trained_positions"  # stream positions trained at this step
+TRAINED_LENGTHS = "data/trained_lengths"  # response lengths of the batch
+GENERATED_LENGTHS = "data/generated_lengths"  # response lengths of the samples received since the last step
+DROPPED_LENGTHS = "data/dropped_lengths"  # response lengths of the stale samples dropped since the last step
+RESPONSE_TOKENS = "train/response_tokens"  # the batch's mean response length
+END_TEACHER_PROB = "train/end_teacher_prob"  # the teacher's probability of the token ending a short response
 POSITION = "data/position"  # the feeder's next stream position
 
 EVAL_ACCEPTANCE = "eval/acceptance"  # SKD rollouts on held-out prompts: accepted / drafted
 EVAL_GREEDY_ACCEPTANCE = "eval/greedy_acceptance"
 EVAL_KL = "eval/kl"
 EVAL_RESPONSE_TOKENS = "eval/response_tokens"
+EVAL_TEACHER_RESPONSE_TOKENS = "eval/teacher_response_tokens"  # the teacher's greedy responses, same prompts
 EVAL_WEIGHT_VERSION = "eval/weight_version"
 EVAL_TASK = "eval/{name}"  # each task metric (trainer.data.tasks)
 EVAL_TIME = "perf/eval_{part}_s"  # the evaluation's parts (trainer.evaluate): the loop's time in them
@@ -56,14 +63,24 @@ def step_record(
     received_tokens: int,
     position: int,
     dropped: int,
+    lengths: tuple[list[int], list[int]] = ([], []),
     top_k: int | None = None,
+    max_new_tokens: int | None = None,
 ) -> dict:
     """The record of optimizer step `step`: `phases` is the wall time per phase since the previous record,
-    `received_tokens` the rollout tokens received in that time, `top_k` the K target_acceptance set."""
+    `received_tokens` the rollout tokens received in that time, `lengths` the response lengths of the samples
+    received and dropped in that time, `top_k` the K target_acceptance set; with `max_new_tokens`, the
+    mean teacher probability of the last token of the responses that ended before it (an end the teacher
+    would not make, accepted because it is in the teacher's top-K, shows as a low value)."""
     elapsed = sum(phases.values())
+    trained = [len(s.response_ids) for s in batch]
     return {
         **{f"{TRAIN}{k}": v for k, v in stats.items()},
         TRAINED_POSITIONS: sorted(s.position for s in batch),
+        TRAINED_LENGTHS: trained,
+        GENERATED_LENGTHS: lengths[0],
+        DROPPED_LENGTHS: lengths[1],
+        RESPONSE_TOKENS: sum(trained) / len(trained),
         BATCH_ACCEPTANCE: batch_acceptance(batch),
         **{SAMPLES.format(method=method): n for method, n in Counter(s.method for s in batch).items()},
         ROLLOUT_TOKENS_PER_S: received_tokens / max(elapsed, 1e-9),
@@ -77,7 +94,20 @@ def step_record(
         WEIGHT_PUSH_S: phases.get("push"),
         POSITION: position,
         **({TOP_K: top_k} if top_k is not None else {}),
+        **({END_TEACHER_PROB: end} if (end := end_teacher_prob(batch, max_new_tokens)) is not None else {}),
     }
+
+
+def end_teacher_prob(batch: list[Sample], max_new_tokens: int | None) -> float | None:
+    """Mean over the KD samples that ended before `max_new_tokens` of the teacher's probability of their
+    last token (0 where it is outside the teacher's top-k); None if there are none."""
+    probs = []
+    for s in batch:
+        if max_new_tokens is None or not s.teacher_topk_ids or len(s.response_ids) >= max_new_tokens:
+            continue
+        last = dict(zip(s.teacher_topk_ids[-1], s.teacher_topk_logprobs[-1]))
+        probs.append(math.exp(last[s.response_ids[-1]]) if s.response_ids[-1] in last else 0.0)
+    return sum(probs) / len(probs) if probs else None
 
 
 def evaluations(records: list[dict]) -> list[dict]:

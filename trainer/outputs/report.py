@@ -58,7 +58,7 @@ def plot(records: list[dict], out_dir: Path) -> list[str]:
 def write_report(out_dir: Path, config: dict, records: list[dict], summary: dict) -> Path:
     """report.md: what ran, the held-out metrics at each evaluation, throughput, and the plots."""
     evals = m.evaluations(records)
-    keys = sorted({k for r in evals for k in r if k.startswith(m.EVAL)})
+    keys = sorted({k for r in evals for k in r if k.startswith(m.EVAL)} - {m.EVAL_TEACHER_RESPONSE_TOKENS})
     flat = [k for k in keys if len(evals) >= 2 and len({r.get(k) for r in evals}) == 1]
     keys = [k for k in keys if k not in flat]
     lines = ["# SKD run report", "", f"Method `{config['method']}`, output `{out_dir}`.", ""]
@@ -70,6 +70,13 @@ def write_report(out_dir: Path, config: dict, records: list[dict], summary: dict
             f"(step {first['step']} -> {last['step']}).",
             "",
         ]
+        if m.EVAL_TEACHER_RESPONSE_TOKENS in last:
+            lines += [
+                f"Held-out response tokens {first[m.EVAL_RESPONSE_TOKENS]:.1f} -> "
+                f"{last[m.EVAL_RESPONSE_TOKENS]:.1f} (the teacher's greedy responses: "
+                f"{last[m.EVAL_TEACHER_RESPONSE_TOKENS]:.1f}).",
+                "",
+            ]
     lines += [
         "## Held-out evaluation",
         "",

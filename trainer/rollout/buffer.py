@@ -2,7 +2,9 @@
 
 Samples made by weights more than `max_staleness` versions behind the learner are dropped (off-policy data
 the run promised not to train on), counted, and handed to `release` so their prompts' stream positions are
-not kept waiting. The buffer also counts the response tokens it receives (rollout throughput).
+not kept waiting. The buffer also counts the response tokens it receives (rollout throughput) and keeps the
+response lengths of what it received and dropped since the last step record (`lengths`): a batch's lengths
+set beside them show whether batching is biased by length.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class SampleBuffer:
         self.release = release
         self.dropped = dropped  # stale samples dropped over the run (carried over on resume)
         self.received_tokens = 0
+        self.received_lengths: list[int] = []  # since the last `lengths()`
+        self.dropped_lengths: list[int] = []
         self.poll_s = poll_s
         self.samples: list[Sample] = []
 
@@ -36,16 +40,25 @@ class SampleBuffer:
             first = self.queue.get(timeout=self.poll_s)
         except queue.Empty:
             return
-        self.received_tokens += len(first.response_ids)
-        self.samples.append(first)
+        self._add([first])
         self.drain()
 
     def drain(self) -> None:
         """Receive everything queued now, without waiting."""
         size = self.queue.qsize()
-        new = self.queue.get_nowait_batch(size) if size else []
-        self.received_tokens += sum(len(s.response_ids) for s in new)
+        self._add(self.queue.get_nowait_batch(size) if size else [])
+
+    def _add(self, new: list[Sample]) -> None:
+        lengths = [len(s.response_ids) for s in new]
+        self.received_tokens += sum(lengths)
+        self.received_lengths += lengths
         self.samples += new
+
+    def lengths(self) -> tuple[list[int], list[int]]:
+        """Response lengths of the samples received and dropped since the previous call."""
+        out = self.received_lengths, self.dropped_lengths
+        self.received_lengths, self.dropped_lengths = [], []
+        return out
 
     def positions(self) -> set[int]:
         """Stream positions of every sample queued or held here (the queue drained first)."""
@@ -59,6 +72,7 @@ class SampleBuffer:
                 fresh.append(s)
             else:
                 self.dropped += 1
+                self.dropped_lengths.append(len(s.response_ids))
                 self.release(s)
         self.samples = fresh
 
