@@ -133,11 +133,12 @@ def state_bytes(learner) -> int:
 
 
 def predicted_state_bytes(learner, lora: bool) -> float:
-    """The README's sizing rule: 16 bytes per trained parameter; LoRA: 2 per frozen bf16 base weight."""
+    """The README's sizing rule: 16 bytes per trained parameter; LoRA: 2 per frozen bf16 base weight (4 in
+    fp32, where a CPU without bf16 arithmetic runs the dry run)."""
     params = list(learner.model.parameters())
     trained = sum(p.numel() for p in params if p.requires_grad)
     frozen = sum(p.numel() for p in params if not p.requires_grad)
-    return 16 * trained + (2 if lora else 4) * frozen
+    return 16 * trained + (2 if lora and learner.cfg.learner_dtype == "bf16" else 4) * frozen
 
 
 def _size(n_bytes: float) -> str:

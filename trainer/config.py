@@ -92,7 +92,11 @@ class RunConfig(BaseSettings):
         description="How long actors keep their sequences waiting for a teacher to return (requests retried "
         "with backoff on every URL) before the run stops with a checkpoint.",
     )
-    teacher_dtype: str = Field("bfloat16", description="dtype of a self-started teacher server.")
+    teacher_dtype: str = Field(
+        "auto",
+        description="dtype of a self-started teacher server. auto: bfloat16 on a GPU or a CPU with native "
+        "bf16 (AVX512-BF16, AMX), else float32 (bf16 is emulated there, several times slower).",
+    )
     teacher_kv_cache_gib: float = Field(1.0, gt=0, description="KV cache of a self-started teacher server.")
     teacher_block_size: int | None = Field(
         None,
@@ -201,7 +205,11 @@ class RunConfig(BaseSettings):
     )
     actor_num_cpus: float = Field(1.0, ge=0, description="Ray CPUs reserved per actor.")
     actor_num_gpus: float = Field(0.0, ge=0, description="Ray GPUs per actor (student engine).")
-    student_dtype: str = Field("bfloat16", description="dtype of the actors' vLLM student engines.")
+    student_dtype: str = Field(
+        "auto",
+        description="dtype of the actors' vLLM student engines. auto: bfloat16 on a GPU or a CPU with "
+        "native bf16 (AVX512-BF16, AMX), else float32 (bf16 is emulated there, several times slower).",
+    )
     student_kv_cache_gib: float = Field(1.0, gt=0)
     enforce_eager: bool = Field(
         False,
@@ -231,7 +239,13 @@ class RunConfig(BaseSettings):
     loss: LossKind = Field("forward_kl", description="KD divergence.")
     jsd_beta: float = Field(0.5, gt=0, lt=1)
     sync_every: int = Field(1, ge=1, description="Push student weights to the actors every n steps.")
-    max_staleness: int = Field(2, ge=0, description="Drop samples made by weights more versions old.")
+    max_staleness: int = Field(
+        2,
+        ge=0,
+        description="The most weight versions a sample may lag the learner that trains on it. Prompts are "
+        "handed out only as fast as the learner takes them within it, and trained in stream order, so none "
+        "is dropped (trainer.rollout.admission); a sample older than this (none, by design) is dropped.",
+    )
     trainer_device: str = Field("auto", description="'auto' (cuda if available), 'cpu', 'cuda', ...")
     trainer_threads: int = Field(0, ge=0, description="torch threads of the trainer (0 = torch default).")
 
@@ -384,6 +398,12 @@ class RunConfig(BaseSettings):
             raise ValueError(
                 "optimizer=adamw_8bit with learner_backend=fsdp: bitsandbytes' 8-bit AdamW does not take "
                 "FSDP's sharded (DTensor) parameters; use learner_backend=ddp"
+            )
+        if self.max_staleness < self.sync_every - 1:
+            raise ValueError(
+                f"max_staleness ({self.max_staleness}) < sync_every - 1 ({self.sync_every - 1}): between "
+                "pushes the actors' weights fall that many steps behind, so no sequence could start within "
+                "the bound; raise max_staleness or lower sync_every"
             )
         if self.target_acceptance is not None and self.top_k < 1:
             raise ValueError(f"target_acceptance adapts K from top_k, which must be >= 1 (got {self.top_k})")

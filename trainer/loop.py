@@ -4,8 +4,9 @@
 
 - rollout.RolloutGroup       Ray actors with vLLM student engines running the method (trainer.methods)
 - rollout.PromptFeeder       the prompt stream -> the actors' prompt queue (exact resume)
-- rollout.SampleBuffer       the actors' sample queue -> fresh batches (stale samples dropped and counted)
-- rollout.RolloutSupervisor  keeps the queue topped up; replaces dead actors, their prompts issued again
+- rollout.SampleBuffer       the actors' sample queue -> batches in stream order (never by length)
+- rollout.RolloutSupervisor  keeps the queue topped up as far as admission allows (within max_staleness);
+                             replaces dead actors, their prompts issued again
 - learner (a Learner)        the student in transformers, in the driver or as N Ray workers
 - evaluate.Evaluator         held-out acceptance rate, KL and task metrics
 - rollout.AcceptanceTarget   target_acceptance: the rollouts' K from each batch's acceptance
@@ -59,6 +60,10 @@ class Run:
     tokens_seen: int = 0  # buffer.received_tokens at the previous step record
     pushed_step: int | None = None  # the learner step whose weights the actors have (None: the base's)
     evaluations: list[PendingEvaluation] = field(default_factory=list)  # rollouts still running
+
+    def feed_rollouts(self) -> None:
+        """While the learner waits: prompts the actors may start now to the queue, dead actors replaced."""
+        self.supervisor(self.learner.step, self.pushed_step or 0)
 
     def push_weights(self) -> None:
         self.rollout.push_weights(self.learner.step, self.learner.weight_buckets(self.rollout.engine_dtype))
@@ -172,9 +177,8 @@ def setup(
     rollout = RolloutGroup(
         cfg, str(student_path), urls, info.eos_token_ids, method, (prompt_queue, sample_queue)
     )
-    buffer = SampleBuffer(
-        sample_queue, cfg.max_staleness, lambda s: feeder.done(s.position), state.get("dropped", 0)
-    )
+    release = lambda s: feeder.done(s.position)  # noqa: E731
+    buffer = SampleBuffer(sample_queue, cfg.max_staleness, release, feeder.due, state.get("dropped", 0))
     supervisor = RolloutSupervisor(cfg, feeder, prompt_queue, rollout, buffer)
     evaluator = Evaluator(lambda: rollout.actors[0], urls, learner, eval_examples, eval_prompts, cfg, info)
     log = MetricsLog(out / "metrics.jsonl", sinks=[trackers] if trackers else [])
@@ -203,7 +207,7 @@ def train(run: Run) -> dict:
     bar = tqdm(total=cfg.steps, initial=learner.step, desc="train", unit="step")
     with logging_redirect_tqdm(), bar:
         while learner.step < cfg.steps:
-            batch = run.buffer.take(need, learner.step, while_waiting=run.supervisor)
+            batch = run.buffer.take(need, learner.step, while_waiting=run.feed_rollouts)
             timer.lap("wait")
             stats = learner.train_step(batch)
             run.feeder.done(*(s.position for s in batch))

@@ -13,12 +13,14 @@ SampleKind = Literal["kd", "sft"]
 
 class Prompt(BaseModel):
     """A tokenised prompt. `index` is its row in the loaded data; `position` its place in the prompt stream
-    (set by the feeder: the same row recurs at a new position every epoch; None outside training)."""
+    (set by the feeder: the same row recurs at a new position every epoch; None outside training);
+    `min_version` the oldest student weights its sequence may start on (trainer.rollout.admission)."""
 
     index: int
     prompt_ids: list[int] = Field(min_length=1)
     reference_ids: list[int] | None = None
     position: int | None = None
+    min_version: int = 0
 
 
 class Sample(BaseModel):

@@ -45,7 +45,8 @@ def test_each_row_compares_real_numbers(dry_run):
     for r in memory:  # the sizing rule: within 10% of the tensors the learner holds after a step
         assert abs(r["state_gib"] / r["predicted_state_gib"] - 1) <= 0.10
     full, lora = memory[0], memory[-1]
-    assert lora["state_gib"] < full["state_gib"] / 3  # LoRA keeps no gradients or moments for the base
+    # LoRA keeps no gradients or moments for the base: 2 (bf16) or 4 (fp32, a CPU without bf16) bytes of 16
+    assert lora["state_gib"] < full["state_gib"] / (3 if lora["dtype"] == "bf16" else 2)
     for r in memory:  # the same batch and weights in every setting (LoRA starts as the identity)
         assert abs(r["loss"] - full["loss"]) <= 1e-2 * full["loss"]
     fsdp = next(r for r in rows if r["step"] == "fsdp")

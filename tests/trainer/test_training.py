@@ -415,8 +415,9 @@ class TeacherGreedy(TeacherSampling):
 def test_a_method_added_outside_the_trainer_runs_end_to_end_within_the_staleness_bound(
     ray_cluster, tiny_models, teacher_server, tmp_path, monkeypatch
 ):
-    """The added method trains; with max_staleness=0 and more sequences in flight than a batch, samples
-    made by older weights are dropped and counted, and every batch is fresh."""
+    """The added method trains; with max_staleness=0 and more sequences in flight than a batch, prompts
+    are handed out a batch at a time and each starts on the weights that train on it: every batch is
+    fresh, none is dropped, and the batches are the prompt stream in order."""
     monkeypatch.setitem(METHODS, TeacherGreedy.name, TeacherGreedy)  # ...and one registry line
     out = tmp_path / "run"
     main(_base(tiny_models, teacher_server, out, method="teacher_greedy", steps=6, eval_at_start=False,
@@ -424,7 +425,8 @@ def test_a_method_added_outside_the_trainer_runs_end_to_end_within_the_staleness
     steps = [r for r in _records(out) if "train/loss" in r]
     assert [r.get("train/samples_teacher_greedy") for r in steps] == [4] * 6
     assert all(r["perf/mean_staleness"] == 0 for r in steps)
-    assert steps[-1]["perf/dropped_stale_total"] > 0
+    assert steps[-1]["perf/dropped_stale_total"] == 0
+    assert [p for r in steps for p in r["data/trained_positions"]] == list(range(24))
 
 
 def test_sample_buffer_drops_stale_samples_and_releases_their_prompts(ray_cluster):
@@ -436,20 +438,28 @@ def test_sample_buffer_drops_stale_samples_and_releases_their_prompts(ray_cluste
         return Sample(index=position % 3, position=position, method="skd", kind="kd", prompt_ids=[1],
                       response_ids=[5] * (position + 1), weight_version=version)  # fmt: skip
 
-    q, released = Queue(), []
-    q.put_nowait_batch([sample(0, 0), sample(1, 3), sample(2, 4), sample(3, 1)])
-    buffer = SampleBuffer(q, max_staleness=2, release=lambda s: released.append(s.position), dropped=5)
-    waits = []
+    q, released, outstanding = Queue(), [], list(range(8))
+
+    def release(s: Sample) -> None:
+        released.append(s.position)
+        outstanding.remove(s.position)
+
+    q.put_nowait_batch([sample(0, 0), sample(2, 4), sample(3, 1), sample(1, 3)])
+    buffer = SampleBuffer(q, 2, release, due=lambda n: outstanding[:n], dropped=5)
+    arriving, waits = [sample(5, 5), sample(4, 5)], []
 
     def actors_produce():
         waits.append(1)
-        q.put_nowait_batch([sample(4 + len(waits), 5)])
+        q.put_nowait_batch([arriving.pop(0)])
 
     batch = buffer.take(3, version=5, while_waiting=actors_produce)
-    # versions 0 and 1 are more than 2 behind step 5: dropped, counted on top of the resumed count
-    assert [s.position for s in batch] == [1, 2, 5] and released == [0, 3] and buffer.dropped == 7
-    assert len(waits) == 1  # asked the actors for more once, while 2 of 4 were stale
-    assert buffer.received_tokens == 1 + 2 + 3 + 4 + 6
+    # versions 0 and 1 are more than 2 behind step 5: dropped, counted on top of the resumed count; the
+    # batch is the positions due next (1, 2, 4), in stream order, whatever order they arrived in
+    assert [s.position for s in batch] == [1, 2, 4] and released == [0, 3] and buffer.dropped == 7
+    assert len(waits) == 2  # asked the actors for more until position 4 was here (5 came first)
+    assert [s.position for s in buffer.samples] == [5]  # kept for the next batch
+    assert buffer.received_tokens == 1 + 3 + 4 + 2 + 6 + 5
+    assert buffer.lengths() == ([1, 3, 4, 2, 6, 5], [1, 4]) and buffer.lengths() == ([], [])
 
 
 def test_feeder_sends_stream_positions_and_keeps_dataset_indices(ray_cluster):

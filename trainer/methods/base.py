@@ -30,7 +30,7 @@ class InFlight:
 
     prompt: Prompt
     method: Method
-    version: int  # weights that started it
+    version: int | None = None  # weights that started it (None: not started yet)
     response: list[int] = field(default_factory=list)
     topk_ids: list[list[int]] = field(default_factory=list)
     topk_logprobs: list[list[float]] = field(default_factory=list)

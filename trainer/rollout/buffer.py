@@ -1,10 +1,13 @@
-"""The sample buffer: fresh batches for the learner from the actors' sample queue.
+"""The sample buffer: batches for the learner from the actors' sample queue, in stream order.
 
-Samples made by weights more than `max_staleness` versions behind the learner are dropped (off-policy data
-the run promised not to train on), counted, and handed to `release` so their prompts' stream positions are
-not kept waiting. The buffer also counts the response tokens it receives (rollout throughput) and keeps the
-response lengths of what it received and dropped since the last step record (`lengths`): a batch's lengths
-set beside them show whether batching is biased by length.
+A batch is the samples of the prompts `due` next (the first outstanding stream positions), whatever order they
+finished in: a long response is waited for, never overtaken by shorter ones that finished first, so what the
+learner trains on is what was generated, not its short end (trainer.rollout.admission keeps the wait within
+`max_staleness`). Samples made by weights more than `max_staleness` versions behind the learner are dropped
+(off-policy data the run promised not to train on), counted, and handed to `release` so their prompts' stream
+positions are not kept waiting. The buffer also counts the response tokens it receives (rollout throughput)
+and keeps the response lengths of what it received and dropped since the last step record (`lengths`): a
+batch's lengths set beside them show whether batching is biased by length.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ class SampleBuffer:
         sample_queue,
         max_staleness: int,
         release: Callable[[Sample], None],
+        due: Callable[[int], list[int]],
         dropped: int = 0,
         poll_s: float = 0.05,
     ):
         self.queue = sample_queue
         self.max_staleness = max_staleness
-        self.release = release
+        self.release, self.due = release, due
         self.dropped = dropped  # stale samples dropped over the run (carried over on resume)
         self.received_tokens = 0
         self.received_lengths: list[int] = []  # since the last `lengths()`
@@ -77,12 +81,15 @@ class SampleBuffer:
         self.samples = fresh
 
     def take(self, n: int, version: int, while_waiting: Callable[[], None]) -> list[Sample]:
-        """The first `n` fresh samples for a learner at weight `version`; calls `while_waiting` (keep the
-        actors fed, watch them) until there are enough."""
+        """The samples of the `n` positions due next, fresh for a learner at weight `version`; calls
+        `while_waiting` (keep the actors fed, watch them) until they are all here."""
         while True:
             self._drop_stale(version)
-            if len(self.samples) >= n:
-                batch, self.samples = self.samples[:n], self.samples[n:]
-                return batch
+            due = self.due(n)
+            held = {s.position: s for s in self.samples}
+            if len(due) == n and all(p in held for p in due):
+                taken = set(due)
+                self.samples = [s for s in self.samples if s.position not in taken]
+                return [held[p] for p in due]
             while_waiting()
             self._receive()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from shared.engine_settings import engine_kwargs
+from shared.engine_settings import engine_dtype, engine_kwargs, on_cpu
 from trainer.config import VLLM_LORA_RANKS, RunConfig
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class StudentEngine:
             lora = {"enable_lora": True, "max_lora_rank": rank, "max_loras": 1}
         self.llm = LLM(
             model=path,
-            dtype=cfg.student_dtype,
+            dtype=engine_dtype(cfg.student_dtype, gpu=not on_cpu()),
             seed=cfg.seed,
             gpu_memory_utilization=0.5,
             **engine_kwargs(

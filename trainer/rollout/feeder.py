@@ -2,10 +2,14 @@
 actors' shared Ray queue, with a position that checkpoints and resumes exactly.
 
 `in_flight` holds prompts handed out but not yet trained on (or dropped); on resume they are handed out
-again first, so a crash loses no data and the stream continues where it stood.
+again first, so a crash loses no data and the stream continues where it stood. The learner trains on the
+outstanding prompts in stream order (`due`), and each prompt handed out carries the oldest weights it may
+start on (`Prompt.min_version`, from trainer.rollout.admission).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -38,16 +42,35 @@ class PromptFeeder:
         self.in_flight[pos] = prompt.index
         return pos, prompt
 
-    def fill(self, queue, target: int) -> int:
-        """Top the queue up to `target` waiting prompts; returns how many were added."""
+    @property
+    def outstanding(self) -> list[int]:
+        """Stream positions handed out (or to be handed out again) and not yet trained on, in order."""
+        return sorted([*self.in_flight, *self.retry])
+
+    def due(self, n: int) -> list[int]:
+        """The positions the learner trains on next: the first `n` outstanding ones."""
+        return self.outstanding[:n]
+
+    def fill(
+        self,
+        queue,
+        target: int,
+        room: int | None = None,
+        min_version: Callable[[int], int] = lambda ahead: 0,
+    ) -> int:
+        """Top the queue up to `target` waiting prompts, with at most `room` new ones (prompts to hand out
+        again do not count: they are outstanding already); each is tagged `min_version(ahead)`, `ahead`
+        being the outstanding prompts before it in stream order. Returns how many were added."""
         need = target - queue.qsize()
-        if need <= 0:
-            return 0
         batch = []
-        for _ in range(need):
+        while need > len(batch) and (self.retry or room is None or room > 0):
+            if not self.retry and room is not None:
+                room -= 1
             pos, prompt = self._draw()
-            batch.append(prompt.model_copy(update={"position": pos}))
-        queue.put_nowait_batch(batch)
+            ahead = sum(p < pos for p in self.outstanding)
+            batch.append(prompt.model_copy(update={"position": pos, "min_version": min_version(ahead)}))
+        if batch:
+            queue.put_nowait_batch(batch)
         return len(batch)
 
     def unaccounted(self, seen: set[int]) -> list[int]:

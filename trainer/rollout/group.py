@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 
+from shared.engine_settings import engine_dtype
 from trainer.config import RunConfig
 from trainer.methods import Method
 from trainer.rollout.worker import rollout_actor
@@ -27,7 +28,8 @@ class RolloutGroup:
     ):
         import torch
 
-        self.engine_dtype = getattr(torch, cfg.student_dtype, torch.float32)
+        dtype = engine_dtype(cfg.student_dtype, gpu=cfg.actor_num_gpus > 0)  # as the actors' engines do
+        self.engine_dtype = getattr(torch, dtype, torch.float32)
         self.transport = transport or make_transport(cfg)
         actor_cls = rollout_actor(cfg)
         self.method = method  # a replacement actor gets it as it is then (its K included)

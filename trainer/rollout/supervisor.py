@@ -1,7 +1,7 @@
-"""Keeping the rollout going while the learner waits for samples: the prompt queue topped up, and dead
-actors replaced with exactly the prompts only they held issued again. The one owner of fault recovery:
-the feeder, the sample buffer and the actor group each say what they hold, and nothing else reaches into
-them.
+"""Keeping the rollout going while the learner waits for samples: the prompt queue topped up as far as
+admission allows (trainer.rollout.admission: no sequence outruns the staleness bound), and dead actors
+replaced with exactly the prompts only they held issued again. The one owner of fault recovery: the feeder,
+the sample buffer and the actor group each say what they hold, and nothing else reaches into them.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 from ray.util.queue import Empty
 
 from trainer.config import RunConfig
+from trainer.rollout.admission import Admission
 from trainer.rollout.buffer import SampleBuffer
 from trainer.rollout.feeder import PromptFeeder
 from trainer.rollout.group import RolloutGroup
@@ -31,10 +32,15 @@ class RolloutSupervisor:
     ):
         self.feeder, self.prompt_queue, self.rollout, self.buffer = feeder, prompt_queue, rollout, buffer
         self.target = 2 * cfg.num_rollout_actors * cfg.max_inflight_per_actor  # prompts kept waiting
+        self.admission = Admission(cfg.batch_size * cfg.grad_accum, cfg.max_staleness)
 
-    def __call__(self) -> None:
-        """Top up the prompt queue; replace actors that died."""
-        self.feeder.fill(self.prompt_queue, self.target)
+    def __call__(self, step: int, pushed: int) -> None:
+        """Top up the prompt queue with what may start now (the learner has made `step` steps, the actors
+        may have the weights of step `pushed`); replace actors that died."""
+        room = self.admission.room(step, pushed, len(self.feeder.outstanding))
+        self.feeder.fill(
+            self.prompt_queue, self.target, room, lambda ahead: self.admission.min_version(step, ahead)
+        )
         if dead := self.rollout.dead():
             self.recover(dead)
 

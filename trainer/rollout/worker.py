@@ -1,13 +1,14 @@
 """A rollout actor: it hosts a vLLM student engine and turns prompts into training samples.
 
 - `RolloutWorker`: the body of one Ray actor. It keeps up to `max_inflight_per_actor` sequences in flight,
-  pulled from the shared prompt queue (pull-based: a faster actor takes more). One round groups them by
-  method and runs each group's step (`trainer.methods`) concurrently; finished sequences go on the sample
-  queue tagged with the weight version that started them. New weights arrive between rounds: the actor
-  awaits a push's buckets (an async actor never blocks its event loop in `ray.get`), then loads them in one
-  synchronous engine call, during which nothing else runs. With
-  `overlap_groups` > 1 the sequences are split into that many overlap groups, each running its own
-  rounds: while one group waits for the teacher, another drafts on the student engine.
+  pulled from the shared prompt queue (pull-based: a faster actor takes more). A sequence starts once the
+  loaded weights are at least its prompt's `min_version` (trainer.rollout.admission). One round groups the
+  started ones by method and runs each group's step (`trainer.methods`) concurrently; finished sequences go
+  on the sample queue tagged with the weight version that started them. New weights arrive between rounds:
+  the actor awaits a push's buckets (an async actor never blocks its event loop in `ray.get`), then loads
+  them in one synchronous engine call, during which nothing else runs. With `overlap_groups` > 1 the
+  sequences are split into that many overlap groups, each running its own rounds: while one group waits for
+  the teacher, another drafts on the student engine.
 - `rollout_actor`: the Ray actor class, with the resources and environment a student engine needs.
 
 The driver's handle on all actors is trainer.rollout.group.RolloutGroup.
@@ -134,7 +135,16 @@ class RolloutWorker:
     def _start(self, prompt: Prompt) -> InFlight:
         method = self.method.route(self.env.rng)
         method.check_reference(prompt)
-        return InFlight(prompt, method, self.version)
+        return InFlight(prompt, method)
+
+    def _ready(self, seqs: list[InFlight]) -> list[InFlight]:
+        """The sequences that may take a round: those started, and those whose prompt's `min_version` the
+        loaded weights meet, which start now, on these weights (admission: trained within the staleness
+        bound of them). The others wait for newer weights."""
+        for s in seqs:
+            if s.version is None and s.prompt.min_version <= self.version:
+                s.version = self.version
+        return [s for s in seqs if s.version is not None]
 
     @property
     def active(self) -> list[InFlight]:
@@ -170,10 +180,11 @@ class RolloutWorker:
         while not self.stopping:
             await self._apply_pending_weights()  # between this group's rounds
             await self._refill(group)
-            if not seqs:
+            ready = self._ready(seqs)
+            if not ready:
                 await asyncio.sleep(0.05)
                 continue
-            await self.round(seqs)
+            await self.round(ready)
             finished = [s for s in seqs if s.done]
             if finished:  # still in the group until queued, so `held_positions` never misses them
                 await self.samples.actor.put_nowait_batch.remote([s.sample(self.actor) for s in finished])

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from shared.client import TeacherClient, TeacherEndpoint, TeacherRefused
+from shared.engine_settings import engine_dtype
 from shared.protocol import ServerInfo
 from trainer.cluster import free_port
 from trainer.config import RunConfig
@@ -75,7 +76,8 @@ def teacher_service(
     max_len = cfg.max_prompt_len + cfg.max_new_tokens + cfg.longest_draft + 1
     cmd = [sys.executable, "-m", "shared.die_with_parent", str(os.getpid()), "rollout_server"]
     cmd += ["--model", str(teacher_path), "--port", str(port)]
-    cmd += ["--dtype", cfg.teacher_dtype, "--kv-cache-gib", str(cfg.teacher_kv_cache_gib)]
+    dtype = engine_dtype(cfg.teacher_dtype, gpu=_cuda())
+    cmd += ["--dtype", dtype, "--kv-cache-gib", str(cfg.teacher_kv_cache_gib)]
     cmd += ["--max-model-len", str(max_len), "--max-logprobs", str(max(64, min(cfg.top_k, 256)))]
     cmd += ["--log-level", "warning"]
     if cfg.teacher_block_size is not None:
@@ -109,3 +111,9 @@ def teacher_service(
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

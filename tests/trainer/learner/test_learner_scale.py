@@ -96,13 +96,22 @@ def test_chunked_loss_never_holds_whole_batch_logits(tiny_models):
 # --- precision, checkpointing, optimizers -----------------------------------------------------------------
 
 
+NATIVE_BF16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+needs_bf16 = pytest.mark.skipif(
+    not NATIVE_BF16, reason="no bf16 arithmetic on this CPU: the learner refuses bf16 here (tested below)"
+)
+
+
 @pytest.mark.parametrize(
     "settings",
     [
-        {"learner_dtype": "bf16"},
+        pytest.param({"learner_dtype": "bf16"}, marks=needs_bf16),
         {"gradient_checkpointing": True, "loss_chunk_tokens": 5},
         {"optimizer": "adamw_8bit"},
-        {"lora_rank": 4, "learner_dtype": "bf16", "gradient_checkpointing": True, "loss_chunk_tokens": 5},
+        pytest.param(
+            {"lora_rank": 4, "learner_dtype": "bf16", "gradient_checkpointing": True, "loss_chunk_tokens": 5},
+            marks=needs_bf16,
+        ),
     ],
     ids=["bf16", "checkpointing+chunked", "adamw_8bit", "lora+all"],
 )
@@ -203,6 +212,13 @@ def _assert_settings_took_effect(
         assert type(other.optimizer) is torch.optim.AdamW
 
 
+@pytest.mark.skipif(NATIVE_BF16, reason="this CPU has bf16 arithmetic: bf16 is tested above")
+def test_bf16_on_a_cpu_without_bf16_arithmetic_is_refused_in_one_line(tiny_models):
+    with pytest.raises(ValueError, match="device cpu has no native bf16 arithmetic; use fp32"):
+        LocalLearner(_cfg(learner_dtype="bf16"), tiny_models["student"])
+
+
+@needs_bf16
 def test_bf16_keeps_fp32_master_weights_and_lora_freezes_a_bf16_base(tiny_models):
     full = LocalLearner(_cfg(learner_dtype="bf16"), tiny_models["student"])
     assert {p.dtype for p in full.lm.parameters()} == {torch.float32}
