@@ -5,7 +5,9 @@ and the share of its tokens in the teacher's top-K ("greedy acceptance": inflate
 which the teacher also predicts).
 
 The responses come from a rollout actor's engine (current weights), the teacher's targets from /score,
-the student's log-probs from the learner; so the numbers describe exactly the model being trained. Each
+the student's log-probs from the learner; so the numbers describe exactly the model being trained. Beside
+them, measures a collapsed student cannot game: the student's KL on the teacher's own greedy responses and
+the share of repeated 4-grams in its responses, each next to the teacher's. Each
 evaluation also returns the responses with their per-item scores (kept by trainer.outputs.responses).
 """
 
@@ -49,6 +51,20 @@ def greedy_acceptance(targets: list[TeacherTargets], top_k: int, vocab_size: int
     return sum(hits) / max(len(hits), 1)
 
 
+def repeated_ngrams(responses: list[list[int]], n: int = 4) -> float:
+    """Of all token n-grams in the responses, the share that already occurred earlier in their response
+    (0: no repetition; a response of one token repeated: nearly 1)."""
+    total = repeated = 0
+    for r in responses:
+        seen: set[tuple[int, ...]] = set()
+        for i in range(len(r) - n + 1):
+            gram = tuple(r[i : i + n])
+            repeated += gram in seen
+            seen.add(gram)
+            total += 1
+    return repeated / total if total else 0.0
+
+
 class Evaluator:
     """Evaluates the student that `actor()` runs (push the weights first) on fixed held-out prompts."""
 
@@ -66,20 +82,36 @@ class Evaluator:
         self.examples, self.prompts = examples, prompts
         self.vocab_size = info.vocab_size
         full = cfg.top_k >= info.vocab_size  # on-policy K: every token is in the "top-K"
-        self.teacher_response_tokens: float | None = None
+        self.teacher: tuple[list[list[int]], list[TeacherTargets]] | None = None  # its greedy responses
         self.k_scored = cfg.num_logprobs if full else min(max(cfg.top_k, cfg.num_logprobs), info.max_logprobs)
 
-    async def _teacher_response_tokens(self) -> float:
-        """The teacher's own greedy responses' mean length on the held-out prompts: what the student's
-        response length is read against (a student that learns to stop early shows below it)."""
+    async def _teacher_responses(self) -> tuple[list[list[int]], list[TeacherTargets]]:
+        """The teacher's own greedy responses to the held-out prompts, with its targets along them."""
         async with teacher_client(self.cfg, self.urls) as client:
             req = GenerateRequest(
                 items=[GenerateItem(prompt_ids=p) for p in self.prompts],
                 max_tokens=self.cfg.max_new_tokens,
                 temperature=0.0,
-                num_logprobs=1,
+                num_logprobs=self.cfg.num_logprobs,
             )
-            return float(np.mean([len(r.token_ids) for r in (await client.generate(req)).items]))
+            items = (await client.generate(req)).items
+        return [r.token_ids for r in items], list(items)
+
+    def _against_the_teacher(self, greedy: list[list[int]], version: int) -> dict[str, float]:
+        """The student read against the teacher's own greedy responses (made once: the teacher does not
+        change): their lengths and repetition beside the student's, and the student's KL on them. A
+        student that collapses into a repetition the teacher also continues (after "1 1 1" a small
+        teacher predicts "1") scores a high acceptance and a low KL on its own responses; here it shows:
+        repeated n-grams far above the teacher's, and a large KL on what the teacher would say."""
+        if self.teacher is None:
+            self.teacher = asyncio.run(self._teacher_responses())
+        responses, targets = self.teacher
+        return {
+            m.EVAL_TEACHER_RESPONSE_TOKENS: float(np.mean([len(r) for r in responses])),
+            m.EVAL_REPEATED_NGRAMS: repeated_ngrams(greedy),
+            m.EVAL_TEACHER_REPEATED_NGRAMS: repeated_ngrams(responses),
+            m.EVAL_KL_ON_TEACHER: self._kl(responses, targets, version),
+        }
 
     async def _teacher_targets(self, responses: list[list[int]]) -> list[TeacherTargets]:
         async with teacher_client(self.cfg, self.urls) as client:
@@ -122,8 +154,6 @@ class Evaluator:
         )
         t_greedy = time.perf_counter()
         targets = asyncio.run(self._teacher_targets(greedy))
-        if self.teacher_response_tokens is None:  # the teacher does not change: once per run
-            self.teacher_response_tokens = asyncio.run(self._teacher_response_tokens())
         t_targets = time.perf_counter()
         texts = [self.learner.tokenizer.decode(r, skip_special_tokens=True) for r in greedy]
         task, scores = score_set_items(
@@ -139,7 +169,7 @@ class Evaluator:
             m.EVAL_GREEDY_ACCEPTANCE: greedy_acceptance(targets, self.cfg.top_k, self.vocab_size),
             m.EVAL_KL: kl,
             m.EVAL_RESPONSE_TOKENS: float(np.mean([len(r) for r in greedy])),
-            m.EVAL_TEACHER_RESPONSE_TOKENS: self.teacher_response_tokens,
+            **self._against_the_teacher(greedy, version),
             m.EVAL_WEIGHT_VERSION: float(version),
             **{m.EVAL_TASK.format(name=k): v for k, v in task.items()},
             m.EVAL_TIME.format(part="greedy"): t_greedy - t0,

@@ -165,3 +165,41 @@ def test_rollout_speed_table_averages_repeats_per_setting():
     lines = rollout_speed.table(rows).splitlines()
     assert lines[2] == "| gamma | fixed | 11.00 (10.00-12.00) | 0.500 | 21.00 | 4.00 |"
     assert lines[3] == "| gamma | adaptive | 13.00 (13.00-13.00) | 0.500 | 9.00 | 4.00 |"
+
+
+def _stability_run(path, acceptance: float, generated: list[int], trained: list[int], dropped: list[int]):
+    """A finished run dir as the trainer leaves it: metrics.jsonl and report.md's run summary."""
+    import json
+
+    path.mkdir(parents=True)
+    records = [
+        {"step": 0, "eval/acceptance": 0.02, "eval/kl": 2.0, "eval/response_tokens": 64.0},
+        {"step": 1, "train/loss": 1.0, "train/tokens": sum(trained), "data/generated_lengths": generated,
+         "data/trained_lengths": trained, "data/dropped_lengths": dropped},
+        {"step": 1, "eval/acceptance": acceptance, "eval/kl": 0.3, "eval/response_tokens": 30.0,
+         "eval/teacher_response_tokens": 31.0},
+    ]  # fmt: skip
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = {"dropped_stale_samples": len(dropped), "trainer_busy_fraction": 0.5,
+               "seconds_by_phase": {"wait": 50.0, "train": 50.0}}  # fmt: skip
+    lines = "".join(f"- {k}: {v}\n" for k, v in summary.items())
+    (path / "report.md").write_text(f"# r\n\n## Run summary\n\n{lines}")
+
+
+def test_stability_reads_each_runs_figures_and_their_spread(tmp_path):
+    from benchmarks import stability
+
+    _stability_run(tmp_path / "a", 0.8, generated=[10, 20, 30, 60], trained=[10, 20], dropped=[60])
+    _stability_run(tmp_path / "b", 0.9, generated=[10, 30], trained=[10, 30], dropped=[])
+    a, b = stability.figures(tmp_path / "a"), stability.figures(tmp_path / "b")
+    assert a["stale_fraction"] == 0.25 and b["stale_fraction"] == 0.0
+    assert (a["generated_tokens_mean"], a["trained_tokens_mean"], a["dropped_tokens_mean"]) == (30, 15, 60)
+    assert a["loop_s"] == 100.0 and a["committed_tokens_per_s"] == 1.2
+    lengths = ("response_tokens_start", "response_tokens_end", "teacher_response_tokens")
+    assert [a[k] for k in lengths] == [64, 30, 31]
+    spread = stability.spread([a, b])["acceptance"]
+    assert spread["mean"] == pytest.approx(0.85) and spread["range"] == pytest.approx(0.1)
+    assert spread["sd"] == pytest.approx(statistics.stdev([0.8, 0.9]))
+    assert "| held-out acceptance at the end | 0.800 | 0.900 | 0.850 ± 0.071 | 0.100 |" in stability.table(
+        {"x": {"runs": [a, b], "spread": stability.spread([a, b])}}
+    )

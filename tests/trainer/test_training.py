@@ -68,6 +68,15 @@ def test_skd_learns_end_to_end(ray_cluster, tiny_models, teacher_server, tmp_pat
     assert evals[-1]["eval/acceptance"] > evals[0]["eval/acceptance"]
     assert evals[-1]["eval/kl"] < evals[0]["eval/kl"]
     assert all(r["perf/mean_staleness"] <= 4 for r in records if "perf/mean_staleness" in r)
+    # the batches are the prompt stream in order (none dropped), whatever order the sequences finished in
+    steps = [r for r in records if "train/loss" in r]
+    assert [p for r in steps for p in r["data/trained_positions"]] == list(range(24 * 4))
+    assert steps[-1]["perf/dropped_stale_total"] == 0
+    # the student's held-out response length is read against the teacher's (its greedy responses, once)
+    assert len({e["eval/teacher_response_tokens"] for e in evals}) == 1
+    assert 0 < evals[0]["eval/teacher_response_tokens"] <= 16
+    assert all(math.isfinite(e["eval/kl_on_teacher_responses"]) for e in evals)
+    assert all(0 <= e["eval/repeated_4grams"] <= 1 for e in evals)
     for name in ("report.md", "loss.png", "acceptance.png", "kl.png", "throughput.png", "staleness.png"):
         assert (out / name).exists(), name
     # checkpoints are plain HF model dirs

@@ -58,7 +58,8 @@ def plot(records: list[dict], out_dir: Path) -> list[str]:
 def write_report(out_dir: Path, config: dict, records: list[dict], summary: dict) -> Path:
     """report.md: what ran, the held-out metrics at each evaluation, throughput, and the plots."""
     evals = m.evaluations(records)
-    keys = sorted({k for r in evals for k in r if k.startswith(m.EVAL)} - {m.EVAL_TEACHER_RESPONSE_TOKENS})
+    teacher = {m.EVAL_TEACHER_RESPONSE_TOKENS, m.EVAL_TEACHER_REPEATED_NGRAMS}  # once per run: in the header
+    keys = sorted({k for r in evals for k in r if k.startswith(m.EVAL)} - teacher)
     flat = [k for k in keys if len(evals) >= 2 and len({r.get(k) for r in evals}) == 1]
     keys = [k for k in keys if k not in flat]
     lines = ["# SKD run report", "", f"Method `{config['method']}`, output `{out_dir}`.", ""]
@@ -74,7 +75,10 @@ def write_report(out_dir: Path, config: dict, records: list[dict], summary: dict
             lines += [
                 f"Held-out response tokens {first[m.EVAL_RESPONSE_TOKENS]:.1f} -> "
                 f"{last[m.EVAL_RESPONSE_TOKENS]:.1f} (the teacher's greedy responses: "
-                f"{last[m.EVAL_TEACHER_RESPONSE_TOKENS]:.1f}).",
+                f"{last[m.EVAL_TEACHER_RESPONSE_TOKENS]:.1f}); repeated 4-grams "
+                f"{first[m.EVAL_REPEATED_NGRAMS]:.2f} -> {last[m.EVAL_REPEATED_NGRAMS]:.2f} (the teacher's: "
+                f"{last[m.EVAL_TEACHER_REPEATED_NGRAMS]:.2f}); KL on the teacher's responses "
+                f"{first[m.EVAL_KL_ON_TEACHER]:.3f} -> {last[m.EVAL_KL_ON_TEACHER]:.3f}.",
                 "",
             ]
     lines += [
