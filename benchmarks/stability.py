@@ -4,9 +4,11 @@ given after --) run N times, and its outcome's spread (issue 37's guard).
     python -m benchmarks.stability [--runs 3] [--ref REV ...] [--out outputs/stability] [-- trainer flags]
 
 Per run: the held-out acceptance rate and KL at the end; the student's held-out response length at the
-start and the end beside the teacher's; the rollouts generated and dropped as stale; the mean response
-length of what was generated, trained on and dropped (a length-biased batching shows as trained < generated);
-the learner's busy fraction; the loop's seconds (first step to done) and the committed tokens per second.
+start and the end beside the teacher's, its repeated 4-grams beside the teacher's and its KL on the
+teacher's own responses (a student collapsed into a repetition the teacher continues games the first two
+figures, not these); the rollouts generated and dropped as stale; the mean response length of what was
+generated, trained on and dropped (a length-biased batching shows as trained < generated); the learner's
+busy fraction; the loop's seconds (first step to done) and the committed tokens per second.
 Then per figure the mean, standard deviation and range over the runs.
 
 `--ref REV` also runs the job as it was at git revision REV (checked out in a worktree under --out),
@@ -37,6 +39,10 @@ FIGURES = {  # name: (format, what it is)
     "response_tokens_start": (".1f", "held-out response tokens at step 0"),
     "response_tokens_end": (".1f", "held-out response tokens at the end"),
     "teacher_response_tokens": (".1f", "the teacher's held-out response tokens"),
+    "repeated_4grams": (".2f", "repeated 4-grams in held-out responses at the end"),
+    "teacher_repeated_4grams": (".2f", "the same in the teacher's responses"),
+    "kl_on_teacher_start": (".3f", "KL on the teacher's responses at step 0"),
+    "kl_on_teacher_end": (".3f", "KL on the teacher's responses at the end"),
     "stale_fraction": (".3f", "dropped stale / generated samples"),
     "generated_tokens_mean": (".1f", "mean length generated"),
     "trained_tokens_mean": (".1f", "mean length trained on"),
@@ -91,6 +97,10 @@ def figures(target: Path) -> dict:
         "response_tokens_start": evals[0]["eval/response_tokens"],
         "response_tokens_end": evals[-1]["eval/response_tokens"],
         "teacher_response_tokens": evals[-1].get("eval/teacher_response_tokens"),
+        "repeated_4grams": evals[-1].get("eval/repeated_4grams"),
+        "teacher_repeated_4grams": evals[-1].get("eval/teacher_repeated_4grams"),
+        "kl_on_teacher_start": evals[0].get("eval/kl_on_teacher_responses"),
+        "kl_on_teacher_end": evals[-1].get("eval/kl_on_teacher_responses"),
         "generated": len(generated) or None,
         "dropped": s["dropped_stale_samples"],
         "stale_fraction": s["dropped_stale_samples"] / len(generated) if generated else None,

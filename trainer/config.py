@@ -246,6 +246,14 @@ class RunConfig(BaseSettings):
         "handed out only as fast as the learner takes them within it, and trained in stream order, so none "
         "is dropped (trainer.rollout.admission); a sample older than this (none, by design) is dropped.",
     )
+    batch_order: Literal["stream", "completion"] = Field(
+        "stream",
+        description="stream: a batch is the next prompts of the stream, whatever order their sequences "
+        "finish in, and prompts are handed out only as fast as the learner takes them within max_staleness "
+        "(trainer.rollout.admission): none dropped, no length bias. completion: as sequences finish, with "
+        "prompts handed out ahead (the loop before issue 37: short responses overtake long ones, which then "
+        "go stale and are dropped; kept to compare).",
+    )
     trainer_device: str = Field("auto", description="'auto' (cuda if available), 'cpu', 'cuda', ...")
     trainer_threads: int = Field(0, ge=0, description="torch threads of the trainer (0 = torch default).")
 

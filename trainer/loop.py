@@ -178,7 +178,8 @@ def setup(
         cfg, str(student_path), urls, info.eos_token_ids, method, (prompt_queue, sample_queue)
     )
     release = lambda s: feeder.done(s.position)  # noqa: E731
-    buffer = SampleBuffer(sample_queue, cfg.max_staleness, release, feeder.due, state.get("dropped", 0))
+    due = feeder.due if cfg.batch_order == "stream" else None
+    buffer = SampleBuffer(sample_queue, cfg.max_staleness, release, due, state.get("dropped", 0))
     supervisor = RolloutSupervisor(cfg, feeder, prompt_queue, rollout, buffer)
     evaluator = Evaluator(lambda: rollout.actors[0], urls, learner, eval_examples, eval_prompts, cfg, info)
     log = MetricsLog(out / "metrics.jsonl", sinks=[trackers] if trackers else [])

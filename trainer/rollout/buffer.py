@@ -1,9 +1,10 @@
 """The sample buffer: batches for the learner from the actors' sample queue, in stream order.
 
-A batch is the samples of the prompts `due` next (the first outstanding stream positions), whatever order they
-finished in: a long response is waited for, never overtaken by shorter ones that finished first, so what the
-learner trains on is what was generated, not its short end (trainer.rollout.admission keeps the wait within
-`max_staleness`). Samples made by weights more than `max_staleness` versions behind the learner are dropped
+A batch is the samples of the prompts `due` next (the first outstanding stream positions), whatever order
+they finished in: a long response is waited for, never overtaken by shorter ones that finished first, so
+what the learner trains on is what was generated, not its short end (trainer.rollout.admission keeps the
+wait within `max_staleness`). With `due=None` (batch_order=completion) a batch is the first to finish.
+Samples made by weights more than `max_staleness` versions behind the learner are dropped
 (off-policy data the run promised not to train on), counted, and handed to `release` so their prompts' stream
 positions are not kept waiting. The buffer also counts the response tokens it receives (rollout throughput)
 and keeps the response lengths of what it received and dropped since the last step record (`lengths`): a
@@ -24,7 +25,7 @@ class SampleBuffer:
         sample_queue,
         max_staleness: int,
         release: Callable[[Sample], None],
-        due: Callable[[int], list[int]],
+        due: Callable[[int], list[int]] | None,
         dropped: int = 0,
         poll_s: float = 0.05,
     ):
@@ -85,7 +86,7 @@ class SampleBuffer:
         `while_waiting` (keep the actors fed, watch them) until they are all here."""
         while True:
             self._drop_stale(version)
-            due = self.due(n)
+            due = self.due(n) if self.due else [s.position for s in self.samples[:n]]  # else: as finished
             held = {s.position: s for s in self.samples}
             if len(due) == n and all(p in held for p in due):
                 taken = set(due)

@@ -32,15 +32,20 @@ class RolloutSupervisor:
     ):
         self.feeder, self.prompt_queue, self.rollout, self.buffer = feeder, prompt_queue, rollout, buffer
         self.target = 2 * cfg.num_rollout_actors * cfg.max_inflight_per_actor  # prompts kept waiting
-        self.admission = Admission(cfg.batch_size * cfg.grad_accum, cfg.max_staleness)
+        self.admission = None  # batch_order=completion: prompts handed out ahead, as many as `target`
+        if cfg.batch_order == "stream":
+            self.admission = Admission(cfg.batch_size * cfg.grad_accum, cfg.max_staleness)
 
     def __call__(self, step: int, pushed: int) -> None:
         """Top up the prompt queue with what may start now (the learner has made `step` steps, the actors
         may have the weights of step `pushed`); replace actors that died."""
-        room = self.admission.room(step, pushed, len(self.feeder.outstanding))
-        self.feeder.fill(
-            self.prompt_queue, self.target, room, lambda ahead: self.admission.min_version(step, ahead)
-        )
+        if self.admission is None:
+            self.feeder.fill(self.prompt_queue, self.target)
+        else:
+            gate = self.admission
+            room = gate.room(step, pushed, len(self.feeder.outstanding))
+            min_version = lambda ahead: gate.min_version(step, ahead)  # noqa: E731
+            self.feeder.fill(self.prompt_queue, self.target, room, min_version)
         if dead := self.rollout.dead():
             self.recover(dead)
 

@@ -76,24 +76,24 @@ class RoundsActor:
             ])  # fmt: skip
 
 
-@pytest.mark.parametrize("max_staleness", [0, 2])
-def test_batches_are_what_was_generated_in_stream_order_none_stale_none_dropped(ray_cluster, max_staleness):
-    """Long sequences finish last; a learner that took batches as they finished trained on the short end
-    (and dropped the long ones as stale). Here every batch is the next stream positions, so the trained
-    lengths are the generated lengths, and no sample is older than the bound or dropped."""
+def simulate(batch_order: str, max_staleness: int, batch: int = 4, steps: int = 10):
+    """The real feeder, supervisor and sample buffer, wired as trainer.loop wires them, against a
+    `RoundsActor` whose sequences take 1-16 rounds; returns the samples trained on, in order, the lengths
+    generated, and the buffer."""
     from ray.util.queue import Queue
 
     from trainer.rollout.buffer import SampleBuffer
     from trainer.rollout.feeder import PromptFeeder
     from trainer.rollout.supervisor import RolloutSupervisor
 
-    batch, steps = 4, 10
     lengths = np.random.default_rng(0).integers(1, 17, size=1000)  # rounds = response tokens
-    cfg = RunConfig(batch_size=batch, max_staleness=max_staleness, max_inflight_per_actor=8)
+    cfg = RunConfig(batch_size=batch, max_staleness=max_staleness, max_inflight_per_actor=8,
+                    batch_order=batch_order)  # fmt: skip
     feeder = PromptFeeder([Prompt(index=i, prompt_ids=[i + 1]) for i in range(50)], seed=0)
     prompt_q, sample_q = Queue(), Queue()
     actor = RoundsActor(prompt_q, sample_q, cfg.max_inflight_per_actor, lambda pos: int(lengths[pos]))
-    buffer = SampleBuffer(sample_q, max_staleness, lambda s: feeder.done(s.position), feeder.due, poll_s=0.01)
+    due = feeder.due if batch_order == "stream" else None
+    buffer = SampleBuffer(sample_q, max_staleness, lambda s: feeder.done(s.position), due, poll_s=0.01)
     supervisor = RolloutSupervisor(cfg, feeder, prompt_q, actor, buffer)
     trained, generated = [], []
     for step in range(steps):
@@ -108,11 +108,28 @@ def test_batches_are_what_was_generated_in_stream_order_none_stale_none_dropped(
         assert all(step - s.weight_version <= max_staleness for s in taken)
         feeder.done(*(s.position for s in taken))
         actor.pushed = step + 1  # the push after the step
-    assert [s.position for s in trained] == list(range(steps * batch))
-    assert [len(s.response_ids) for s in trained] == list(lengths[: steps * batch])
+    return trained, generated, buffer, lengths
+
+
+@pytest.mark.parametrize("max_staleness", [0, 2])
+def test_batches_are_what_was_generated_in_stream_order_none_stale_none_dropped(ray_cluster, max_staleness):
+    """Every batch is the next stream positions, so the trained lengths are the generated lengths, and no
+    sample is older than the bound or dropped."""
+    trained, generated, buffer, lengths = simulate("stream", max_staleness)
+    assert [s.position for s in trained] == list(range(40))
+    assert [len(s.response_ids) for s in trained] == list(lengths[:40])
     assert buffer.dropped == 0
     # what the learner trained on has the generated lengths, not their short end
     assert np.mean([len(s.response_ids) for s in trained]) == pytest.approx(np.mean(generated), rel=0.25)
+
+
+def test_batches_taken_as_sequences_finish_lean_to_short_responses_and_drop_long_ones(ray_cluster):
+    """The cause, shown with the same parts (batch_order=completion, the loop before issue 37): long
+    sequences finish last, so the batches are the short end of what was generated and the long ones go
+    stale and are dropped."""
+    trained, generated, buffer, _ = simulate("completion", max_staleness=0)
+    assert buffer.dropped > 0 and [s.position for s in trained] != list(range(40))
+    assert np.mean([len(s.response_ids) for s in trained]) < 0.75 * np.mean(generated)
 
 
 def test_a_sync_interval_the_staleness_bound_cannot_cover_is_refused():
