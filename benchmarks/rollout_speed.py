@@ -39,7 +39,7 @@ COUNTERS = ("skd_teacher_tokens_computed", "skd_tokens_committed", "skd_draft_to
 
 EXPERIMENTS = {
     "overlap": {"1 group": {}, "2 groups": {"overlap_groups": 2}},
-    "gamma": {"fixed gamma=5": {}, "adaptive gamma (1..16)": {"adaptive_gamma": True}},
+    "gamma": {"fixed gamma=5": {"adaptive_gamma": False}, "adaptive gamma (1..16)": {"adaptive_gamma": True}},
     "scaling": {
         f"{a} actor{'s' * (a > 1)} x {n} in flight": {"num_rollout_actors": a, "max_inflight_per_actor": n}
         for a in (1, 2)

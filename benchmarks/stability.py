@@ -1,7 +1,8 @@
 """Does the default job learn the same way every time? `make run`'s job (the embedded default, or the flags
 given after --) run N times, and its outcome's spread (issue 37's guard).
 
-    python -m benchmarks.stability [--runs 3] [--ref REV ...] [--out outputs/stability] [-- trainer flags]
+    python -m benchmarks.stability [--runs 3] [--ref REV ...] [--variant 'LABEL=FLAGS' ...]
+                                   [--out outputs/stability] [-- trainer flags for every run]
 
 Per run: the held-out acceptance rate and KL at the end; the student's held-out response length at the
 start and the end beside the teacher's, its repeated 4-grams beside the teacher's and its KL on the
@@ -11,8 +12,10 @@ generated, trained on and dropped (a length-biased batching shows as trained < g
 busy fraction; the loop's seconds (first step to done) and the committed tokens per second.
 Then per figure the mean, standard deviation and range over the runs.
 
-`--ref REV` also runs the job as it was at git revision REV (checked out in a worktree under --out),
-alternating with the working tree's code run by run, so before and after share the machine's state.
+`--ref REV` also runs the job as it was at git revision REV (checked out in a worktree under --out), and
+`--variant 'LABEL=FLAGS'` with those trainer flags (e.g. the loop before issue 37:
+`'completion order=--batch_order=completion --adaptive_gamma=false'`); the versions alternate run by run, so
+they share the machine's state.
 A finished run is read again, not re-run: an interrupted benchmark continues where it stopped.
 """
 
@@ -20,10 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shlex
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks.eval_cost import summary
@@ -53,6 +59,19 @@ FIGURES = {  # name: (format, what it is)
 }
 
 
+@dataclass(frozen=True)
+class Version:
+    """What one series of runs runs: the code at `ref` (or the working tree) with `flags`."""
+
+    label: str
+    ref: str = CURRENT
+    flags: tuple[str, ...] = ()
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.label).strip("_")
+
+
 def source(out: Path, ref: str) -> Path:
     """Where the job's code is: the working tree, or a worktree of `ref` under `out`."""
     if ref == CURRENT:
@@ -63,18 +82,29 @@ def source(out: Path, ref: str) -> Path:
     return tree
 
 
-def run_dir(out: Path, ref: str, i: int) -> Path:
-    return out / ("current" if ref == CURRENT else ref) / f"run{i}"
+def run_dir(out: Path, version: Version, i: int) -> Path:
+    return out / version.slug / f"run{i}"
 
 
-def run_once(out: Path, ref: str, i: int, extra: list[str]) -> None:
-    """The job at `ref`, from its own tree (Ray's workers import the code from the job's directory)."""
-    target = run_dir(out, ref, i).resolve()
+def run_once(out: Path, version: Version, i: int, extra: list[str]) -> None:
+    """One run of `version`, from its own tree (Ray's workers import the code from the job's directory)."""
+    target = run_dir(out, version, i).resolve()
     if (target / "report.md").exists():
         return
-    cmd = [sys.executable, "trainer/main.py", f"--output_dir={target}", *extra]
-    print(f"stability: {ref} run {i}: {' '.join(cmd)}", flush=True)
-    subprocess.run(cmd, cwd=source(out, ref), check=True)
+    cmd = [sys.executable, "trainer/main.py", f"--output_dir={target}", *extra, *version.flags]
+    print(f"stability: {version.label} run {i}: {' '.join(cmd)}", flush=True)
+    subprocess.run(cmd, cwd=source(out, version.ref), check=True)
+
+
+def versions(refs: list[str], variants: list[str]) -> list[Version]:
+    """--ref REV and --variant 'LABEL=FLAGS' as versions, then the working tree's defaults."""
+    out = [Version(ref, ref) for ref in refs]
+    for v in variants:
+        label, sep, flags = v.partition("=")
+        if not sep or not label:
+            raise SystemExit(f"--variant {v!r}: expected LABEL=FLAGS, e.g. 'before=--batch_order=completion'")
+        out.append(Version(label, CURRENT, tuple(shlex.split(flags))))
+    return [*out, Version("defaults")]
 
 
 def _mean(values: list[float]) -> float | None:
@@ -132,11 +162,22 @@ def spread(runs: list[dict]) -> dict:
 
 
 def table(results: dict[str, dict]) -> str:
-    """Markdown: per code version, each run's figures and their spread."""
-    lines = []
-    for ref, r in results.items():
-        lines += [f"### {ref}", "", "| figure | " + " | ".join(f"run {i}" for i in range(len(r["runs"])))]
-        lines[-1] += " | mean ± sd | range |"
+    """Markdown: the versions' means side by side, then per version each run's figures and their spread."""
+    labels = list(results)
+    lines = ["| figure | " + " | ".join(f"{label} (mean ± sd)" for label in labels) + " |"]
+    lines += ["|---" * (len(labels) + 1) + "|"]
+    for name, (fmt, what) in FIGURES.items():
+        cells = []
+        for label in labels:
+            s = results[label]["spread"].get(name)
+            cells.append(f"{s['mean']:{fmt}} ± {s['sd']:{fmt}}" if s else "-")
+        lines.append(f"| {what} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for label, r in results.items():
+        flags = " ".join(r["version"]["flags"]) or "no flags"
+        lines += [f"### {label} (code: {r['version']['ref']}; {flags})", ""]
+        runs = " | ".join(f"run {i}" for i in range(len(r["runs"])))
+        lines += [f"| figure | {runs} | mean ± sd | range |"]
         lines += ["|---" * (len(r["runs"]) + 3) + "|"]
         for name, (fmt, what) in FIGURES.items():
             cells = [format(x[name], fmt) if x.get(name) is not None else "-" for x in r["runs"]]
@@ -149,25 +190,28 @@ def table(results: dict[str, dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=3, help="runs per code version")
+    ap.add_argument("--runs", type=int, default=3, help="runs per version")
     ap.add_argument("--ref", action="append", default=[], help="also run the job at this git revision")
+    ap.add_argument(
+        "--variant", action="append", default=[], help="also run it with flags: 'LABEL=--flag=value ...'"
+    )
     ap.add_argument("--out", type=Path, default=Path("outputs/stability"))
     ap.add_argument("extra", nargs="*", help="trainer flags for every run (after --)")
     args = ap.parse_args()
+    series = versions(args.ref, args.variant)
     args.out.mkdir(parents=True, exist_ok=True)
-    refs = [*args.ref, CURRENT]
     t0 = time.perf_counter()
     for i in range(args.runs):  # alternating: each version's i-th run under the same conditions
-        for ref in refs:
-            run_once(args.out, ref, i, args.extra)
+        for version in series:
+            run_once(args.out, version, i, args.extra)
     results = {}
-    for ref in refs:
-        runs = [figures(run_dir(args.out, ref, i)) for i in range(args.runs)]
-        results[ref] = {"runs": runs, "spread": spread(runs)}
+    for version in series:
+        runs = [figures(run_dir(args.out, version, i)) for i in range(args.runs)]
+        results[version.label] = {"version": asdict(version), "runs": runs, "spread": spread(runs)}
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     text = table(results)
     (args.out / "summary.md").write_text(text)
-    print(f"\n{text}\nstability: {len(refs) * args.runs} runs, {time.perf_counter() - t0:.0f} s")
+    print(f"\n{text}\nstability: {len(series) * args.runs} runs, {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

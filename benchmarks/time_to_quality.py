@@ -2,8 +2,8 @@
 teacher) takes to reach a held-out draft acceptance target, per variant of the speed settings, the variants
 run one after another in one invocation (same machine, same minutes).
 
-    python -m benchmarks.time_to_quality                                  # defaults vs adaptive gamma
-    python -m benchmarks.time_to_quality --variants "" overlap_groups=2 "overlap_groups=2 adaptive_gamma=true"
+    python -m benchmarks.time_to_quality                                  # fixed gamma vs the defaults
+    python -m benchmarks.time_to_quality --variants "" overlap_groups=2
     python -m benchmarks.time_to_quality --target 0.5 -- --lr=3e-4       # flags after -- go to every run
 
 Each variant is a `trainer/main.py` run (its own teacher server, like `make run`) that evaluates every
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--variants",
         nargs="+",
-        default=["", "adaptive_gamma=true"],
+        default=["adaptive_gamma=false", ""],
         help='trainer settings per variant, one string each, without dashes ("" = the defaults)',
     )
     ap.add_argument("--target", type=float, default=0.6, help="held-out draft acceptance to reach")

@@ -13,6 +13,9 @@ import torch
 # measured: 3.6e-6 (2.5 units) on an Intel Xeon; batch shape and the prefix cache change nothing there.
 TOL = 1e-4
 
+# bf16 arithmetic on this CPU (AVX512-BF16 / AMX); elsewhere (AVX2 only) the learner refuses bf16
+NATIVE_BF16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
 
 class DenseTeacher:
     def __init__(self, path: Path):

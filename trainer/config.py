@@ -176,10 +176,13 @@ class RunConfig(BaseSettings):
         5, ge=1, description="Draft tokens proposed per verification round (adaptive: the first)."
     )
     adaptive_gamma: bool = Field(
-        False,
+        True,
         description="Per sequence, from its live acceptance: after a round whose whole draft was kept "
         "gamma += 2, else gamma -= 1, within [1, gamma_max] (transformers' assisted-generation heuristic). "
-        "Speed only: with no bonus token the committed tokens' distribution does not depend on gamma.",
+        "Speed only: with no bonus token the committed tokens' distribution does not depend on gamma "
+        "(on 2 AVX2 cores it committed 1.47x the tokens/s of gamma=5 with the untrained student, 1.28x with "
+        "a trained one). The train batch's acceptance counts the drafts made, so it reads higher than at a "
+        "fixed gamma; held-out acceptance is always measured at gamma.",
     )
     gamma_max: int = Field(16, ge=1, description="adaptive_gamma: the longest draft.")
     num_logprobs: int = Field(20, ge=1, description="Teacher top-k log-probs per position used as targets.")
@@ -416,7 +419,10 @@ class RunConfig(BaseSettings):
         if self.target_acceptance is not None and self.top_k < 1:
             raise ValueError(f"target_acceptance adapts K from top_k, which must be >= 1 (got {self.top_k})")
         if self.adaptive_gamma and self.gamma > self.gamma_max:
-            raise ValueError(f"adaptive_gamma starts at gamma ({self.gamma}) > gamma_max ({self.gamma_max})")
+            raise ValueError(
+                f"adaptive_gamma starts at gamma ({self.gamma}) > gamma_max ({self.gamma_max}): raise "
+                "gamma_max, or adaptive_gamma=false for a fixed draft length"
+            )
         if self.overlap_groups > self.max_inflight_per_actor:
             raise ValueError(
                 f"overlap_groups ({self.overlap_groups}) > max_inflight_per_actor "

@@ -200,6 +200,14 @@ def test_stability_reads_each_runs_figures_and_their_spread(tmp_path):
     spread = stability.spread([a, b])["acceptance"]
     assert spread["mean"] == pytest.approx(0.85) and spread["range"] == pytest.approx(0.1)
     assert spread["sd"] == pytest.approx(statistics.stdev([0.8, 0.9]))
-    assert "| held-out acceptance at the end | 0.800 | 0.900 | 0.850 ± 0.071 | 0.100 |" in stability.table(
-        {"x": {"runs": [a, b], "spread": stability.spread([a, b])}}
-    )
+    version = {"label": "x", "ref": "working tree", "flags": ["--batch_order=completion"]}
+    text = stability.table({"x": {"version": version, "runs": [a, b], "spread": stability.spread([a, b])}})
+    assert "| held-out acceptance at the end | 0.850 ± 0.071 |" in text  # the versions side by side
+    assert "### x (code: working tree; --batch_order=completion)" in text
+    assert "| held-out acceptance at the end | 0.800 | 0.900 | 0.850 ± 0.071 | 0.100 |" in text
+    variants = stability.versions(["abc123"], ["before=--batch_order=completion --adaptive_gamma=false"])
+    assert [(v.label, v.ref, v.flags, v.slug) for v in variants] == [
+        ("abc123", "abc123", (), "abc123"),
+        ("before", "working tree", ("--batch_order=completion", "--adaptive_gamma=false"), "before"),
+        ("defaults", "working tree", (), "defaults"),
+    ]

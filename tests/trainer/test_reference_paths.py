@@ -115,7 +115,8 @@ def test_rollout_loop_commits_what_a_dense_skd_computation_commits(
     eos = frozenset(http.get("/info").json()["eos_token_ids"])  # what the driver hands the actors
     cfg = RunConfig(student_dtype="float32", student_kv_cache_gib=0.25, max_new_tokens=MAX_NEW,
                     max_prompt_len=32, student_temperature=0, teacher_temperature=0, top_k=K,
-                    num_logprobs=NUM_TARGETS, max_inflight_per_actor=len(PROMPTS))  # fmt: skip
+                    num_logprobs=NUM_TARGETS, max_inflight_per_actor=len(PROMPTS),
+                    adaptive_gamma=False)  # fmt: skip
     assert http.get("/info").json()["max_logprobs"] >= K  # the exact top-K path (see K)
 
     student = DenseTeacher(tiny_models["student"])  # any causal LM: fp32, full-vocabulary log-softmax

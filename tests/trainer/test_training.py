@@ -14,12 +14,15 @@ import ray
 import torch
 
 from shared.tiny_models import build_tiny_llama, build_tokenizer
+from tests.reference import NATIVE_BF16
 from trainer.cli import main, parse_args
 from trainer.config import RunConfig
 from trainer.methods import METHODS
 from trainer.methods.builtin import TeacherSampling
 from trainer.outputs.responses import read_responses
 from trainer.records import Prompt, Sample
+
+LOW_PRECISION = "bf16" if NATIVE_BF16 else "fp32"  # elsewhere the learner refuses bf16 (test_learner_scale)
 
 
 def _base(tiny_models, teacher_server, out: Path, **kw) -> list[str]:
@@ -91,9 +94,9 @@ def test_a_new_users_first_run_on_low_memory_settings(
     ray_cluster, tiny_models, teacher_server, tmp_path, monkeypatch
 ):
     """A JSONL of chat messages, models named by hub id (an offline HF cache), the run in TensorBoard and
-    MLflow, ROUGE-L in the report, checkpoints rotated; and LoRA + bf16 + gradient checkpointing + chunked
-    loss: actors get merged weights, eval runs, and the checkpoint is a merged HF model plus the adapter (the
-    adapter transport: the LoRA test below)."""
+    MLflow, ROUGE-L in the report, checkpoints rotated; and LoRA + bf16 (where the CPU has it) + gradient
+    checkpointing + chunked loss: actors get merged weights, eval runs, and the checkpoint is a merged HF
+    model plus the adapter (the adapter transport: the LoRA test below)."""
     import huggingface_hub
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
@@ -109,8 +112,8 @@ def test_a_new_users_first_run_on_low_memory_settings(
     main(_base(tiny_models, teacher_server, out, teacher_model="skd-test/teacher",
                student_model="skd-test/student@main", train_data=chat_jsonl(tmp_path / "chat.jsonl"), steps=3,
                eval_every=3, eval_at_start=False, checkpoint_every=1, save_total_limit=1, num_eval_prompts=4,
-               report_to="[tensorboard,mlflow]", run_name="first-run", lora_rank=8, learner_dtype="bf16",
-               gradient_checkpointing=True, loss_chunk_tokens=16))  # fmt: skip
+               report_to="[tensorboard,mlflow]", run_name="first-run", lora_rank=8,
+               learner_dtype=LOW_PRECISION, gradient_checkpointing=True, loss_chunk_tokens=16))  # fmt: skip
     records = _records(out)
     assert [r["step"] for r in records if "train/loss" in r] == [1, 2, 3]
     last_eval = [r for r in records if "eval/kl" in r][-1]
@@ -255,7 +258,7 @@ def test_adaptive_gamma_and_overlap_groups_commit_the_same_text(ray_cluster, tin
 
     prompts = [Prompt(index=i, prompt_ids=[5 + i, 60 + 3 * i, 7, 200 - i]) for i in range(6)]
     settings = {
-        "fixed": {},
+        "fixed": {"adaptive_gamma": False},
         "adaptive, 2 groups": {"adaptive_gamma": True, "gamma_max": 9, "overlap_groups": 2},
     }
     runs = {}

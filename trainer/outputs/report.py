@@ -55,6 +55,43 @@ def plot(records: list[dict], out_dir: Path) -> list[str]:
     return written
 
 
+REPEATS_MORE = 0.3  # repeated 4-grams above the teacher's by this much: a collapsed student
+
+
+def _header(evals: list[dict]) -> list[str]:
+    """The run in a few lines: held-out acceptance and KL from the first evaluation to the last, then the
+    student read against the teacher's own responses, with a warning where it has collapsed."""
+    if len(evals) < 2:
+        return []
+    first, last = evals[0], evals[-1]
+    lines = [
+        f"Held-out acceptance rate {first[m.EVAL_ACCEPTANCE]:.3f} -> {last[m.EVAL_ACCEPTANCE]:.3f}, "
+        f"KL(teacher || student) {first[m.EVAL_KL]:.3f} -> {last[m.EVAL_KL]:.3f} "
+        f"(step {first['step']} -> {last['step']}).",
+        "",
+    ]
+    if m.EVAL_TEACHER_RESPONSE_TOKENS not in last:
+        return lines
+    lines += [
+        f"Held-out response tokens {first[m.EVAL_RESPONSE_TOKENS]:.1f} -> "
+        f"{last[m.EVAL_RESPONSE_TOKENS]:.1f} (the teacher's greedy responses: "
+        f"{last[m.EVAL_TEACHER_RESPONSE_TOKENS]:.1f}); repeated 4-grams "
+        f"{first[m.EVAL_REPEATED_NGRAMS]:.2f} -> {last[m.EVAL_REPEATED_NGRAMS]:.2f} (the teacher's: "
+        f"{last[m.EVAL_TEACHER_REPEATED_NGRAMS]:.2f}); KL on the teacher's responses "
+        f"{first[m.EVAL_KL_ON_TEACHER]:.3f} -> {last[m.EVAL_KL_ON_TEACHER]:.3f}.",
+        "",
+    ]
+    if last[m.EVAL_REPEATED_NGRAMS] > last[m.EVAL_TEACHER_REPEATED_NGRAMS] + REPEATS_MORE:
+        lines += [
+            "**The student repeats itself far more than the teacher**: it has likely collapsed into a "
+            "repetition the teacher continues, which its top-K accepts and its KL on the student's own "
+            "responses rewards. Held-out acceptance and KL do not measure distillation then; the KL on the "
+            "teacher's responses does. See eval_responses/.",
+            "",
+        ]
+    return lines
+
+
 def write_report(out_dir: Path, config: dict, records: list[dict], summary: dict) -> Path:
     """report.md: what ran, the held-out metrics at each evaluation, throughput, and the plots."""
     evals = m.evaluations(records)
@@ -63,24 +100,7 @@ def write_report(out_dir: Path, config: dict, records: list[dict], summary: dict
     flat = [k for k in keys if len(evals) >= 2 and len({r.get(k) for r in evals}) == 1]
     keys = [k for k in keys if k not in flat]
     lines = ["# SKD run report", "", f"Method `{config['method']}`, output `{out_dir}`.", ""]
-    if len(evals) >= 2:
-        first, last = evals[0], evals[-1]
-        lines += [
-            f"Held-out acceptance rate {first[m.EVAL_ACCEPTANCE]:.3f} -> {last[m.EVAL_ACCEPTANCE]:.3f}, "
-            f"KL(teacher || student) {first[m.EVAL_KL]:.3f} -> {last[m.EVAL_KL]:.3f} "
-            f"(step {first['step']} -> {last['step']}).",
-            "",
-        ]
-        if m.EVAL_TEACHER_RESPONSE_TOKENS in last:
-            lines += [
-                f"Held-out response tokens {first[m.EVAL_RESPONSE_TOKENS]:.1f} -> "
-                f"{last[m.EVAL_RESPONSE_TOKENS]:.1f} (the teacher's greedy responses: "
-                f"{last[m.EVAL_TEACHER_RESPONSE_TOKENS]:.1f}); repeated 4-grams "
-                f"{first[m.EVAL_REPEATED_NGRAMS]:.2f} -> {last[m.EVAL_REPEATED_NGRAMS]:.2f} (the teacher's: "
-                f"{last[m.EVAL_TEACHER_REPEATED_NGRAMS]:.2f}); KL on the teacher's responses "
-                f"{first[m.EVAL_KL_ON_TEACHER]:.3f} -> {last[m.EVAL_KL_ON_TEACHER]:.3f}.",
-                "",
-            ]
+    lines += _header(evals)
     lines += [
         "## Held-out evaluation",
         "",

@@ -12,7 +12,7 @@ import pytest
 import ray
 import torch
 
-from tests.reference import assert_equal_but_for_rounding
+from tests.reference import NATIVE_BF16, assert_equal_but_for_rounding
 from trainer.config import RunConfig
 from trainer.learner.group import LearnerGroup, check_resources
 from trainer.learner.local import LocalLearner
@@ -96,7 +96,6 @@ def test_chunked_loss_never_holds_whole_batch_logits(tiny_models):
 # --- precision, checkpointing, optimizers -----------------------------------------------------------------
 
 
-NATIVE_BF16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 needs_bf16 = pytest.mark.skipif(
     not NATIVE_BF16, reason="no bf16 arithmetic on this CPU: the learner refuses bf16 here (tested below)"
 )

@@ -23,15 +23,16 @@ def test_registry_declares_what_each_method_needs_and_yields():
 
 
 def test_adaptive_gamma_follows_each_sequences_acceptance():
-    fixed = METHODS["skd"](RunConfig(gamma=5))
+    fixed = METHODS["skd"](RunConfig(gamma=5, adaptive_gamma=False))
     assert [fixed.next_gamma(5, 5, a) for a in (0, 5)] == [5, 5]
     skd = METHODS["skd"](RunConfig(gamma=5, adaptive_gamma=True, gamma_max=8))
     assert skd.next_gamma(5, 5, 5) == 7 and skd.next_gamma(7, 7, 7) == 8  # whole draft kept: +2, capped
     assert skd.next_gamma(5, 5, 4) == 4 and skd.next_gamma(1, 1, 0) == 1  # a rejection: -1, at least 1
     seq = InFlight(Prompt(index=0, prompt_ids=[1]), skd, 0, gamma=7, response=[7] * 60)  # 4 left
     assert skd.draft_len(seq) == 4
-    with pytest.raises(ValueError, match="gamma_max"):
-        RunConfig(gamma=20, adaptive_gamma=True)
+    with pytest.raises(ValueError, match=r"gamma_max \(16\).*or adaptive_gamma=false"):
+        RunConfig(gamma=20)  # adaptive by default
+    assert RunConfig(gamma=20, adaptive_gamma=False).longest_draft == 20
     with pytest.raises(ValueError, match="overlap_groups"):
         RunConfig(overlap_groups=5, max_inflight_per_actor=4)
     assert RunConfig(gamma=5, adaptive_gamma=True, gamma_max=16).longest_draft == 16

@@ -39,3 +39,15 @@ def test_the_student_response_length_is_read_against_the_teachers(tmp_path):
     # the teacher's figures are in that line only: neither columns nor metrics that "stay put"
     assert "| step | acceptance | kl | kl_on_teacher_responses | repeated_4grams | response_tokens |" in text
     assert "left out of the table: exact_match 0. A task" in text
+
+
+def test_a_student_that_repeats_itself_far_more_than_the_teacher_is_called_out(tmp_path):
+    def record(step: int, repeated: float) -> dict:
+        return {**_eval(step, 0.9, 0.2, 0.0), "eval/response_tokens": 64.0, "eval/repeated_4grams": repeated,
+                "eval/kl_on_teacher_responses": 4.5, "eval/teacher_response_tokens": 30.0,
+                "eval/teacher_repeated_4grams": 0.04}  # fmt: skip
+
+    collapsed = write_report(tmp_path, {"method": "skd"}, [record(0, 0.3), record(30, 0.98)], {}).read_text()
+    assert "**The student repeats itself far more than the teacher**" in collapsed
+    healthy = write_report(tmp_path, {"method": "skd"}, [record(0, 0.3), record(30, 0.06)], {}).read_text()
+    assert "repeats itself" not in healthy
