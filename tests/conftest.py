@@ -4,7 +4,9 @@ the same teacher loaded in transformers fp32 as the dense reference."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -60,7 +62,24 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
+    """A free port between Ray's worker ports (10002-19999) and the kernel's ephemeral range (32768+ here).
+
+    A server binds its port only after loading its engine, a minute later: a port from the ephemeral range
+    (what binding port 0 gives) can be taken meanwhile by a connection or a Ray process (seen: the compose
+    stack's teacher lost its port to the Ray head started beside it)."""
+    lo = 32768
+    with contextlib.suppress(OSError, ValueError):
+        lo = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()  # seeded from the OS: the test workers pick apart
+    for _ in range(200):
+        port = rng.randrange(20000, max(lo, 20001))
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # the range is full: fall back to an ephemeral port
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

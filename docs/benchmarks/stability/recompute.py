@@ -1,0 +1,81 @@
+"""Issue 37's before/after figures, recomputed from the runs committed here (no outputs/ needed).
+
+    python docs/benchmarks/stability/recompute.py          # runs/*.tar.gz -> results.json, summary.md
+    python docs/benchmarks/stability/recompute.py --pack   # first pack the runs from outputs/ into runs/
+
+The figures are benchmarks.stability's (`figures`, `spread`, `table`); the runs were made by
+`python -m benchmarks.stability` (defaults, completion order) or `python trainer/main.py` at the code named.
+"""
+
+import json
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+sys.path.insert(0, str(ROOT))
+from benchmarks.stability import figures, spread, table  # noqa: E402
+
+# label: (code, flags, runs as their paths under outputs/)
+SERIES = {
+    "before: code 7aab084 (completion order, fixed gamma)": ("7aab084", [], ["before-1"]),
+    "completion order (--batch_order=completion --adaptive_gamma=false)": (
+        "4394943",
+        ["--batch_order=completion", "--adaptive_gamma=false"],
+        ["stability/completion_order/run0"],
+    ),
+    "stream order, fixed gamma (code c2e8b49)": ("c2e8b49", [], ["after-1"]),
+    "student at temperature 1.0 (code c3debd2)": (
+        "c3debd2",
+        ["--student_temperature=1.0", "--student_top_p=1.0"],
+        ["c1-t1"],
+    ),
+    "defaults (stream order, adaptive gamma)": (
+        "4394943",
+        [],
+        [f"stability/defaults/run{i}" for i in (0, 1, 2)],
+    ),
+}
+
+
+def archive(run: str) -> Path:
+    return HERE / "runs" / (run.replace("/", "-") + ".tar.gz")
+
+
+def pack(outputs: Path) -> None:
+    (HERE / "runs").mkdir(exist_ok=True)
+    for _, _, runs in SERIES.values():
+        for run in runs:
+            with tarfile.open(archive(run), "w:gz") as tar:
+                for name in ("metrics.jsonl", "report.md", "eval_responses"):
+                    tar.add(outputs / run / name, arcname=f"{run}/{name}")
+
+
+def main() -> None:
+    if "--pack" in sys.argv:
+        pack(ROOT / "outputs")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, (ref, flags, runs) in SERIES.items():
+            figs = []
+            for run in runs:
+                with tarfile.open(archive(run)) as tar:
+                    tar.extractall(tmp, filter="data")
+                figs.append({"run": run, **figures(Path(tmp) / run)})
+            version = {"label": label, "ref": ref, "flags": flags}
+            results[label] = {"version": version, "runs": figs, "spread": spread(figs)}
+    (HERE / "results.json").write_text(json.dumps(results, indent=1))
+    (HERE / "summary.md").write_text(
+        "# The default job, run after run (issue 37)\n\n"
+        "`benchmarks.stability`'s figures, 2026-12-07, 2-core AMD EPYC (AVX2 only; float32 engines).\n"
+        "Each run's "
+        "metrics.jsonl, report.md and held-out responses are in `runs/`; "
+        "`python docs/benchmarks/stability/recompute.py` rewrites this file from them.\n\n" + table(results)
+    )
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
