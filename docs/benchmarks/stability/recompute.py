@@ -1,7 +1,7 @@
 """Issue 37's before/after figures, recomputed from the runs committed here (no outputs/ needed).
 
-    python docs/benchmarks/stability/recompute.py          # runs/*.tar.gz -> results.json, summary.md
-    python docs/benchmarks/stability/recompute.py --pack   # first pack the runs from outputs/ into runs/
+    python docs/benchmarks/stability/recompute.py          # per_run/*.tar.gz -> results.json, summary.md
+    python docs/benchmarks/stability/recompute.py --pack   # first pack the runs from outputs/ into per_run/
 
 The figures are benchmarks.stability's (`figures`, `spread`, `table`); the runs were made by
 `python -m benchmarks.stability` (defaults, completion order) or `python trainer/main.py` at the code named.
@@ -41,11 +41,11 @@ SERIES = {
 
 
 def archive(run: str) -> Path:
-    return HERE / "runs" / (run.replace("/", "-") + ".tar.gz")
+    return HERE / "per_run" / (run.replace("/", "-") + ".tar.gz")
 
 
 def pack(outputs: Path) -> None:
-    (HERE / "runs").mkdir(exist_ok=True)
+    (HERE / "per_run").mkdir(exist_ok=True)
     for _, _, runs in SERIES.values():
         for run in runs:
             with tarfile.open(archive(run), "w:gz") as tar:
@@ -71,7 +71,7 @@ def main() -> None:
         "# The default job, run after run (issue 37)\n\n"
         "`benchmarks.stability`'s figures, 2026-12-07, 2-core AMD EPYC (AVX2 only; float32 engines).\n"
         "Each run's "
-        "metrics.jsonl, report.md and held-out responses are in `runs/`; "
+        "metrics.jsonl, report.md and held-out responses are in `per_run/`; "
         "`python docs/benchmarks/stability/recompute.py` rewrites this file from them.\n\n" + table(results)
     )
     print(table(results))
