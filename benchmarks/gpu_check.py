@@ -90,18 +90,13 @@ def samples(n: int, tokens: int, vocab: int, seed: int) -> list:
 
 def run_config(device: torch.device, n: int, **settings):
     from trainer.config import RunConfig
+    from trainer.learner.model import has_native_bf16
 
-    if settings.get("learner_dtype") == "bf16" and not _bf16(device):
+    if settings.get("learner_dtype") == "bf16" and not has_native_bf16(device):
         settings = {**settings, "learner_dtype": "fp32"}  # a CPU without bf16 arithmetic: the dry run goes on
     return RunConfig(
         batch_size=n, warmup_steps=0, lr_schedule="constant", trainer_device=str(device), **settings
     )
-
-
-def _bf16(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def _reset_peak(device: torch.device) -> None:

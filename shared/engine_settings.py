@@ -39,8 +39,8 @@ def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
 
 def engine_dtype(dtype: str, gpu: bool) -> str:
     """An engine's dtype setting made concrete: 'auto' is bfloat16 on a GPU or on a CPU with native bf16,
-    else float32. Without native bf16 (an AVX2-only CPU) vLLM-CPU's bf16 is emulated: 5x slower than
-    float32 at prompt scoring and 3.4x at generation, measured on a 2-core AVX2 machine (BENCHMARKS.md)."""
+    else float32. Without native bf16 (an AVX2-only CPU) vLLM-CPU's bf16 is emulated: 5.5x slower than
+    float32 at prompt scoring and 2.8x at generation, measured on a 2-core AVX2 machine (BENCHMARKS.md)."""
     if dtype != "auto":
         return dtype
     return "bfloat16" if gpu or cpu_has_native_bf16() else "float32"

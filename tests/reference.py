@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainer.learner.model import has_native_bf16
+
 # vLLM's and transformers' fp32 kernels (and two CPUs' kernels) sum in their own orders, so log-probs differ
 # by the rounding of the logits, whose scale is the log-probs' (|log p| up to ~16 for the tiny teacher),
 # not that of each value (a top token's log p is near 0). 1e-4 is ~50 units of fp32 precision at that scale;
@@ -14,7 +16,7 @@ import torch
 TOL = 1e-4
 
 # bf16 arithmetic on this CPU (AVX512-BF16 / AMX); elsewhere (AVX2 only) the learner refuses bf16
-NATIVE_BF16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+NATIVE_BF16 = has_native_bf16(torch.device("cpu"))
 
 
 class DenseTeacher:

@@ -24,17 +24,18 @@ from trainer.learner.loss import ResponseLoss
 ADAPTER_DIR = "adapter"  # a checkpoint's peft adapter, beside the merged HF model
 
 
-def check_dtype_supported(cfg: RunConfig, device: torch.device) -> None:
-    """`learner_dtype=bf16` needs bf16 arithmetic on the device (CUDA: Ampere+; CPU: AVX512-BF16 or AMX)."""
-    if cfg.learner_dtype != "bf16":
-        return
+def has_native_bf16(device: torch.device) -> bool:
+    """bf16 arithmetic in hardware on the device (CUDA: Ampere+; CPU: AVX512-BF16 or AMX)."""
     if device.type == "cuda":
-        ok = torch.cuda.is_bf16_supported(including_emulation=False)
-    elif device.type == "cpu":
-        ok = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    else:
-        ok = True
-    if not ok:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return True
+
+
+def check_dtype_supported(cfg: RunConfig, device: torch.device) -> None:
+    """`learner_dtype=bf16` needs bf16 arithmetic on the device."""
+    if cfg.learner_dtype == "bf16" and not has_native_bf16(device):
         raise ValueError(f"learner_dtype=bf16: device {device} has no native bf16 arithmetic; use fp32")
 
 
