@@ -27,7 +27,7 @@ from shared import reaper
 from trainer.config import RunConfig
 from trainer.data.tasks import load_examples
 from trainer.methods import METHODS
-from trainer.models import ensure_default_teacher, ensure_pruned_student
+from trainer.models import default_student, ensure_default_teacher
 
 
 def rollout_throughput(seconds: float, student: str | None) -> list[dict]:
@@ -37,7 +37,7 @@ def rollout_throughput(seconds: float, student: str | None) -> list[dict]:
 
     cfg = RunConfig(actor_num_cpus=0.5)
     teacher = ensure_default_teacher()
-    student = Path(student) if student else ensure_pruned_student(teacher, cfg.prune_keep_every)
+    student = Path(student) if student else default_student(teacher, cfg)
     with teacher_service(cfg, teacher, Path(tempfile.mkdtemp()) / "teacher.log") as (urls, info):
         configs = {n: RunConfig(actor_num_cpus=0.5, num_rollout_actors=n) for n in (1, 2)}
         return [

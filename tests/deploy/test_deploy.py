@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, _free_port
+from trainer.config import RunConfig
 
 VENV_BIN = Path(sys.executable).parent
 COMPOSE = next(
@@ -78,7 +79,7 @@ def _config(env: dict | None = None, gpu: bool = False) -> dict:
 
 
 BAKED_TEACHER = "/models/SmolLM2-135M-Instruct"
-BAKED_STUDENT = "/models/SmolLM2-135M-Instruct-keep2"
+BAKED_STUDENT = "/models/SmolLM2-135M-Instruct-layers24"
 DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
 
 
@@ -187,7 +188,7 @@ def test_the_bake_step_needs_only_the_files_it_copies(tmp_path):
     code = "import sys, runpy; sys.path.insert(0, '.'); sys.argv = ['m', '--help']; "
     code += "runpy.run_module('trainer.models', run_name='__main__')"
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-    assert done.returncode == 0 and "--keep-every" in done.stdout, done.stderr[-2000:]
+    assert done.returncode == 0 and "--layers" in done.stdout, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
@@ -197,7 +198,10 @@ def test_dockerfile_bakes_the_embedded_models(dockerfile):
     lines = _dockerfile_lines(dockerfile)
     step = _bake_step(dockerfile)
     assert step[:3] == ["python", "-m", "trainer.models"]
-    assert step[step.index("--cache-dir") + 1] == "/models" and step[step.index("--keep-every") + 1] == "2"
+    # the job's own default student, baked: the same layers, under the name the services point at
+    layers = str(RunConfig().student_layers)
+    assert step[step.index("--cache-dir") + 1] == "/models" and step[step.index("--layers") + 1] == layers
+    assert BAKED_STUDENT.endswith(f"-layers{layers}")
     bake = next(i for i, line in enumerate(lines) if "trainer.models" in line)
     setup = lines.index("RUN bash scripts/setup.sh")
     # its own layer, before the sources are copied: a code edit does not fetch and convert again
@@ -515,7 +519,10 @@ def test_image_build_prepares_the_embedded_default(tmp_path):
     tok = AutoTokenizer.from_pretrained(teacher_dir)
     teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32)
     student = AutoModelForCausalLM.from_pretrained(student_dir, dtype=torch.float32)
-    assert teacher.config.num_hidden_layers == 30 and student.config.num_hidden_layers == 16
+    assert (
+        teacher.config.num_hidden_layers == 30
+        and student.config.num_hidden_layers == RunConfig().student_layers
+    )
     assert AutoTokenizer.from_pretrained(student_dir).get_vocab() == tok.get_vocab()
     assert sum(p.numel() for p in teacher.parameters()) > 130e6
     ids = tok("The capital of France is", return_tensors="pt").input_ids
