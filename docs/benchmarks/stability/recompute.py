@@ -4,7 +4,8 @@
     python docs/benchmarks/stability/recompute.py --pack   # first pack the runs from outputs/ into per_run/
 
 The figures are benchmarks.stability's (`figures`, `spread`, `table`); the runs were made by
-`python -m benchmarks.stability` (defaults, completion order) or `python trainer/main.py` at the code named.
+`python -m benchmarks.stability` (defaults, completion order, the students) or `python trainer/main.py` at the
+code named.
 """
 
 import json
@@ -32,10 +33,27 @@ SERIES = {
         ["--student_temperature=1.0", "--student_top_p=1.0"],
         ["c1-t1"],
     ),
-    "defaults (stream order, adaptive gamma)": (
+    "16-layer student, lr 5e-5 (the defaults at 4394943)": (
         "4394943",
         [],
         [f"stability/defaults/run{i}" for i in (0, 1, 2)],
+    ),
+    "24-layer student, lr 5e-5": (
+        "71b8f23",
+        ["--student_model=~/.cache/skd/SmolLM2-135M-Instruct-layers24"],
+        ["stability/layers24/run0"],
+    ),
+    "26-layer student, lr 1.5e-4": (
+        "71b8f23",
+        ["--lr=1.5e-4", "--student_model=~/.cache/skd/SmolLM2-135M-Instruct-layers26"],
+        ["stability24/26_layers_lr_1.5e-4/run0"],
+    ),
+    # run 0 ran at 71b8f23 with these as flags (--lr=1.5e-4 --student_model=...-layers24), runs 1-2 at
+    # 7bde1fb, where they are the defaults
+    "defaults: 24-layer student, lr 1.5e-4 (7bde1fb)": (
+        "7bde1fb",
+        [],
+        [f"stability-final/defaults/run{i}" for i in (0, 1, 2)],
     ),
 }
 
@@ -48,6 +66,8 @@ def pack(outputs: Path) -> None:
     (HERE / "per_run").mkdir(exist_ok=True)
     for _, _, runs in SERIES.values():
         for run in runs:
+            if archive(run).exists():  # packed once: committed archives stay byte-identical
+                continue
             with tarfile.open(archive(run), "w:gz") as tar:
                 for name in ("metrics.jsonl", "report.md", "eval_responses"):
                     tar.add(outputs / run / name, arcname=f"{run}/{name}")
