@@ -55,6 +55,7 @@ SERIES = {
         [],
         [f"stability-final/defaults/run{i}" for i in (0, 1, 2)],
     ),
+    "24-layer student, lr 3e-4 (49a1093)": ("49a1093", ["--lr=3e-4"], ["stability-final/lr_3e-4/run0"]),
 }
 
 
