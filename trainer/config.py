@@ -73,7 +73,7 @@ class RunConfig(BaseSettings):
         description="The student: a model dir or hub id 'org/name[@revision]'; 'default' = the teacher "
         "pruned to student_layers of its layers.",
     )
-    student_layers: int | None = Field(
+    student_layers: int = Field(
         24,
         ge=2,
         description="Default student: the teacher's first and last layers and student_layers - 2 evenly "
