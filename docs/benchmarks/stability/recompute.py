@@ -56,6 +56,12 @@ SERIES = {
         [f"stability-final/defaults/run{i}" for i in (0, 1, 2)],
     ),
     "24-layer student, lr 3e-4 (49a1093)": ("49a1093", ["--lr=3e-4"], ["stability-final/lr_3e-4/run0"]),
+    "26-layer student, lr 3e-4 (496bf0a)": (
+        "496bf0a",
+        ["--student_model=~/.cache/skd/SmolLM2-135M-Instruct-layers26", "--lr=3e-4"],
+        ["stability-final/26_layers_lr_3e-4/run0"],
+    ),
+    "defaults at 60 steps (496bf0a)": ("496bf0a", ["--steps=60"], ["stability-final/60_steps/run0"]),
 }
 
 
