@@ -39,8 +39,7 @@ def timed_push(learner: LocalLearner, transport, actors: list, version: int) -> 
     t2 = time.perf_counter()
     ray.get([a.generate_greedy.remote([[1, 2, 3]], 1, min_version=version) for a in actors])  # loads it
     t3 = time.perf_counter()
-    if isinstance(transport, CollectiveTransport):
-        transport.wait()
+    transport.wait()
     stats = ray.get([a.get_stats.remote() for a in actors])
     assert all(s["version"] == version for s in stats), stats
     return {

@@ -1,6 +1,6 @@
 """The house rules of the code base, checked on its source: the server and the trainer talk only through
 shared/, no import circle, config.py a leaf, only the command line exits, every teacher call through shared's
-client, no function longer than a screen."""
+client, no function longer than a screen, callers of a weight transport through its protocol only."""
 
 from __future__ import annotations
 
@@ -147,3 +147,55 @@ def test_every_shipped_data_file_is_package_data():
         packaged = {p for pattern in package_data.get(package, []) for p in (ROOT / package).glob(pattern)}
         missing = sorted(str(p.relative_to(ROOT)) for p in shipped - packaged)
         assert not missing, f"not in [tool.setuptools.package-data] {package}: {missing}"
+
+
+# --- the weight-transport seam ------------------------------------------------------------------------------
+
+
+def _transport_classes() -> list[type]:
+    """Every class in trainer/weights/ that implements a transport (its name ends in Transport)."""
+    import importlib
+
+    from trainer.weights.transport import WeightTransport
+
+    found = []
+    for path, tree in _modules("trainer/weights"):
+        names = [n.name for n in tree.body if isinstance(n, ast.ClassDef) and n.name.endswith("Transport")]
+        module = importlib.import_module(_module_name(path))
+        found += [getattr(module, n) for n in names if getattr(module, n) is not WeightTransport]
+    return found
+
+
+def test_every_weight_transport_has_the_whole_protocol():
+    """Callers use only `WeightTransport`'s members, counters and lifecycle included, so every transport has
+    each of them (a no-op where it has nothing to do): a transport missing one fails here, not mid-run."""
+    from trainer.weights.transport import WeightTransport
+
+    members = set(WeightTransport.__annotations__) | {
+        n for n, v in vars(WeightTransport).items() if callable(v) and not n.startswith("_")
+    }
+    assert {"name", "send", "latest", "receive", "counts", "close"} <= members
+    transports = _transport_classes()
+    assert len(transports) >= 2, transports
+    for cls in transports:
+        missing = sorted(m for m in members if not hasattr(cls, m))
+        assert not missing, f"{cls.__name__} lacks {missing} of WeightTransport"
+
+
+def test_no_caller_reaches_around_the_transport():
+    """No hasattr/getattr/type() on a transport outside trainer/weights/: what a caller needs is in the
+    protocol."""
+    probes = {"hasattr", "getattr", "type", "isinstance"}
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for package in (*PACKAGES, "benchmarks")
+        for path, tree in _modules(package)
+        if "weights" not in path.relative_to(ROOT).parts
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in probes
+        and node.args
+        and "transport" in ast.unparse(node.args[0]).lower()
+    ]
+    assert not found, found

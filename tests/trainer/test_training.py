@@ -59,7 +59,7 @@ def test_skd_learns_end_to_end(ray_cluster, tiny_models, teacher_server, tmp_pat
                max_staleness=4, weight_transport="collective"))  # fmt: skip
     assert len(trained_batches) == 24
     report = (out / "report.md").read_text()
-    assert "weight_transport: CollectiveTransport" in report and "pushes_failed_over: 0" in report
+    assert "weight_transport: collective" in report and "pushes_failed_over: 0" in report
     assert int(report.split("pushes_broadcast: ")[1].split()[0]) >= 20  # (the first one or two: the store)
     _check_skd_samples([s for b in trained_batches for s in b])
     records = _records(out)

@@ -15,7 +15,7 @@ import torch
 
 from tests.trainer.weights.test_weight_push import NO_TEACHER, PROMPTS, _argmax
 from trainer.config import RunConfig
-from trainer.rollout.group import make_transport
+from trainer.weights.choice import make_transport
 from trainer.rollout.worker import RolloutWorker, rollout_actor
 from trainer.weights.buckets import buckets, iter_tensors, unpack
 from trainer.weights.collective import (
