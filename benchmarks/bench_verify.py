@@ -49,7 +49,7 @@ def teacher_path(name: str) -> Path:
 
         return ensure_default_teacher()
     if name == "tiny":
-        from shared.tiny_models import build_tiny_llama
+        from devtools.tiny_models import build_tiny_llama
 
         out = Path(tempfile.gettempdir()) / "skd-bench-tiny-teacher"
         if not (out / "config.json").exists():

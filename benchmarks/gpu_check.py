@@ -68,7 +68,7 @@ def build_student(shape: str, out: Path, device: torch.device) -> Path:
     reads only its pad id; the model's vocabulary is the real size)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from shared.tiny_models import build_tokenizer
+    from devtools.tiny_models import build_tokenizer
 
     if (out / "config.json").exists():
         return out

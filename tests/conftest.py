@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.tiny_models import build_teacher_and_student
+from devtools.tiny_models import build_teacher_and_student
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MODEL_LEN = 256

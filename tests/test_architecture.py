@@ -1,6 +1,7 @@
 """The house rules of the code base, checked on its source: the server and the trainer talk only through
 shared/, no import circle, config.py a leaf, only the command line exits, every teacher call through shared's
-client, no function longer than a screen, callers of a weight transport through its protocol only."""
+client, no function longer than a screen (benchmarks included), callers of a weight transport through its
+protocol only, runtime packages free of build- and test-time code."""
 
 from __future__ import annotations
 
@@ -38,6 +39,21 @@ def test_server_and_trainer_talk_only_through_shared():
         for path, tree in _modules(package):
             assert not (_imports(tree) & banned), (
                 f"{path.relative_to(ROOT)} imports {_imports(tree) & banned}"
+            )
+
+
+def test_runtime_packages_hold_runtime_code():
+    """What users install (rollout_server, shared, trainer) imports nothing from the build- and test-time
+    code (devtools: the tiny models, the prompt-set generators), the tests or the benchmarks, and holds no
+    generator of its own data (a `make_*.py` module)."""
+    build_time = {"devtools", "tests", "benchmarks"}
+    for package in PACKAGES:
+        for path, tree in _modules(package):
+            assert not (_imports(tree) & build_time), (
+                f"{path.relative_to(ROOT)} imports {_imports(tree) & build_time}"
+            )
+            assert not path.name.startswith("make_"), (
+                f"{path.relative_to(ROOT)}: a generator in a runtime package"
             )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.tiny_models import build_teacher_and_student
+from devtools.tiny_models import build_teacher_and_student
 from tests.conftest import ROOT
 from tests.hub_cache import make_hub_cache
 

@@ -14,7 +14,7 @@ import pytest
 import ray
 import torch
 
-from shared.tiny_models import build_tiny_llama, build_tokenizer
+from devtools.tiny_models import build_tiny_llama, build_tokenizer
 from tests.reference import NATIVE_BF16, dense_greedy
 from trainer.cli import main, parse_args
 from trainer.config import RunConfig

@@ -226,7 +226,7 @@ def test_humaneval_program_uses_fenced_definition(humaneval):
 def tokenizer(tmp_path_factory):
     from transformers import AutoTokenizer
 
-    from shared.tiny_models import build_tokenizer
+    from devtools.tiny_models import build_tokenizer
 
     path = tmp_path_factory.mktemp("tok")
     build_tokenizer(path)
@@ -304,7 +304,7 @@ def test_summarize_scores():
 
 
 def test_embedded_set_is_what_its_generator_writes(tmp_path):
-    from trainer.data.prompt_sets import make_embedded
+    from devtools.prompt_sets import make_embedded
 
     make_embedded.main(tmp_path)
     for split in ("train", "eval"):

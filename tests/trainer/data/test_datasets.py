@@ -219,7 +219,7 @@ def test_hub_dataset_offline_is_a_clear_error(monkeypatch, hub):
 def test_conversation_renders_every_turn_with_the_chat_template(tmp_path):
     from transformers import AutoTokenizer
 
-    from shared.tiny_models import build_tokenizer
+    from devtools.tiny_models import build_tokenizer
 
     build_tokenizer(tmp_path / "tok")
     tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))

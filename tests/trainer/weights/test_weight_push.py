@@ -11,7 +11,7 @@ import pytest
 import ray
 import torch
 
-from shared.tiny_models import build_tiny_llama
+from devtools.tiny_models import build_tiny_llama
 from tests.reference import dense_greedy
 from trainer.config import RunConfig
 from trainer.rollout.worker import RolloutWorker, rollout_actor
