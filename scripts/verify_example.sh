@@ -14,8 +14,9 @@ py=${PYTHON:-.venv/bin/python}
 # text -> token ids: the question through the chat template, the draft as plain tokens
 context=$("$py" -c 'import json, sys; from transformers import AutoTokenizer
 t = AutoTokenizer.from_pretrained(sys.argv[1])
-print(json.dumps(t.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                       add_generation_prompt=True, tokenize=True)))' "$model")
+text = t.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                             add_generation_prompt=True, tokenize=False)
+print(json.dumps(t(text, add_special_tokens=False).input_ids))' "$model")
 draft=$("$py" -c 'import json, sys; from transformers import AutoTokenizer
 print(json.dumps(AutoTokenizer.from_pretrained(sys.argv[1])(sys.argv[2], add_special_tokens=False).input_ids))' \
   "$model" "The capital of France is Berlin.")

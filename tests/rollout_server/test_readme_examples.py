@@ -4,8 +4,10 @@ only the address, the key and the model dir are the test's (its server serves th
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 
 from tests.conftest import API_KEY, ROOT
 
@@ -27,7 +29,10 @@ def _run(command: str, server, model) -> subprocess.CompletedProcess:
     )
     command = command.replace("Bearer secret", f"Bearer {API_KEY}").replace(" secret", f" {API_KEY}")
     command = command.replace("~/.cache/skd/SmolLM2-135M-Instruct", str(model))
-    return subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    env = {**os.environ, "PYTHON": sys.executable}  # the script's interpreter: this one (a clone's .venv)
+    return subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+    )
 
 
 def test_the_readme_curl_examples_run_as_written(second_server, tiny_models):
