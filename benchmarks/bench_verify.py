@@ -27,13 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from rollout_server.config import ServerConfig
 from rollout_server.engine import TeacherEngine
 from shared import reaper
-from shared.client import TeacherClient
+from shared.client import TeacherClient, wait_until_healthy
 from shared.protocol import Usage, VerifyItem, VerifyRequest
 
 Trace = list[list[VerifyItem]]  # per round, the batch of items sent
@@ -50,7 +49,7 @@ def teacher_path(name: str) -> Path:
 
         return ensure_default_teacher()
     if name == "tiny":
-        from shared.tiny_models import build_tiny_llama
+        from devtools.tiny_models import build_tiny_llama
 
         out = Path(tempfile.gettempdir()) / "skd-bench-tiny-teacher"
         if not (out / "config.json").exists():
@@ -218,13 +217,7 @@ async def p2(model: Path, args, trace: Trace | None) -> dict:
     server = subprocess.Popen(cmd)
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.5)
+        await asyncio.to_thread(wait_until_healthy, url, server, 300)
         async with TeacherClient(url) as client:
             await run_clients(client.verify, warm, args.top_k)
             http_tokens, http_s = await run_clients(client.verify, sequences, args.top_k)

@@ -24,8 +24,8 @@ from pathlib import Path
 import psutil
 import torch
 
+from devtools.tiny_models import build_teacher_and_student
 from shared import reaper
-from shared.tiny_models import build_teacher_and_student
 from tests.conftest import Server
 from tests.jobs import Job, actor_pids, command
 from trainer.outputs.checkpoints import STATE_FILE, latest_checkpoint

@@ -68,7 +68,7 @@ def build_student(shape: str, out: Path, device: torch.device) -> Path:
     reads only its pad id; the model's vocabulary is the real size)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from shared.tiny_models import build_tokenizer
+    from devtools.tiny_models import build_tokenizer
 
     if (out / "config.json").exists():
         return out
@@ -188,6 +188,9 @@ def memory_rows(shape: str, model: Path, device: torch.device, n: int, tokens: i
                 peak_gib=peak,
                 state_gib=state / 2**30,
                 predicted_state_gib=predicted / 2**30,
+                trained_params=sum(p.numel() for p in learner.model.parameters() if p.requires_grad),
+                frozen_params=sum(p.numel() for p in learner.model.parameters() if not p.requires_grad),
+                lora="lora_rank" in settings,
                 step_s=seconds,
                 loss=loss,
                 dtype=learner.cfg.learner_dtype,
@@ -331,6 +334,7 @@ def _member(
             box = [sums if rank == 0 else None]
             dist.broadcast_object_list(box, src=0)
             result["equal"] &= box[0] == sums
+            result["sums"] = sums  # the last push's, per tensor: what each rank holds
         dist.barrier()
         dist.destroy_process_group()
         queue.put((rank, result))
@@ -367,7 +371,13 @@ def broadcast_once(
     errors = [r["error"] for r in results.values() if "error" in r]
     if len(results) < 2 or errors:
         return {"error": errors[0] if errors else "a member did not finish in 240 s"}
-    return {**results[0], "equal": results[0]["equal"] and results[1]["equal"]}
+    equal = results[0]["equal"] and results[1]["equal"]
+    return {
+        **results[0],
+        "equal": equal,
+        "sent_sums": results[0]["sums"],
+        "received_sums": results[1]["sums"],
+    }
 
 
 def broadcast_rows(
@@ -406,6 +416,8 @@ def broadcast_rows(
                 export_s=export,
                 broadcast_s=seconds,
                 bytes_per_push=per_push,
+                sent_sums=r["sent_sums"],
+                received_sums=r["received_sums"],
             )
         )
         if r["equal"]:

@@ -32,6 +32,7 @@ import psutil
 
 from benchmarks.bench_verify import prompts, teacher_path
 from shared import reaper
+from shared.client import TeacherUnavailable, wait_until_healthy
 
 
 def rss_mib(proc: psutil.Process) -> dict[str, float]:
@@ -155,18 +156,12 @@ def start_server(model: Path, args) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, **dict(kv.split("=", 1) for kv in args.server_env)}
     server = subprocess.Popen(cmd, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"server exited with {server.returncode}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return server, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    server.terminate()
-    sys.exit("server not ready after 600 s")
+    try:
+        wait_until_healthy(url, server, timeout_s=600)
+    except TeacherUnavailable as e:
+        server.terminate()
+        sys.exit(str(e))
+    return server, url
 
 
 def main() -> None:

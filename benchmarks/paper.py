@@ -364,19 +364,34 @@ def task_summary(p: Protocol) -> dict:
         best = max(baselines, key=lambda m: summary["methods"][m]["metric"][0])
         summary["skd_vs_best"] = {"baseline": best, **summary["skd_vs"][best]}
     summary["init"] = {r["method"]: _method_row([r], key) for r in p.runs("init", seeds=[0])}
+    summary["budget"] = _budget_summary(p, key)
+    _add_ksweep(p, key, runs, summary)
+    return summary
+
+
+def _budget_summary(p: Protocol, key: str) -> dict:
+    """The budget axis: each method at the long budget, and skd minus each baseline beside it."""
+    task = p.task
     long, steps_long = p.runs("budget", budget=task.long), p.args("budget", task.long, p.base_teacher).steps
-    summary["budget"] = {"steps": steps_long, "methods": {}, "versus": {}}
+    budget = {"steps": steps_long, "methods": {}, "versus": {}}
     for method in METHODS:
         if mine := [r for r in long if r["method"] == method]:
-            summary["budget"]["methods"][method] = _method_row(mine, key)
+            budget["methods"][method] = _method_row(mine, key)
     skd_seeds = {r["seed"] for r in long if r["method"] == "skd"}
     for baseline in BASELINES:  # skd minus each baseline it ran beside, on the seeds both finished
         if seeds := sorted(skd_seeds & {r["seed"] for r in long if r["method"] == baseline}):
             both = [r for r in long if r["seed"] in seeds]
             a = per_item_mean(both, "skd", steps_long, task.metric)
             mean, low, high = paired_bootstrap(a, per_item_mean(both, baseline, steps_long, task.metric))
-            summary["budget"]["versus"][baseline] = {"diff": mean, "ci95": [low, high], "seeds": seeds}
-    sweep = {}  # K -> row; then "target <acceptance>" -> row (its K: mean_top_k)
+            budget["versus"][baseline] = {"diff": mean, "ci95": [low, high], "seeds": seeds}
+    return budget
+
+
+def _add_ksweep(p: Protocol, key: str, runs: list[dict], summary: dict) -> None:
+    """The K sweep (K -> row; then "target <acceptance>" -> row, its K: mean_top_k) and each acceptance
+    target against skd at K=25."""
+    task = p.task
+    sweep = {}
     for k in task.k_sweep:
         done_k = p.runs(f"ksweep/k{k}", ["skd"], seeds=[0])
         if done_k:
@@ -395,7 +410,6 @@ def task_summary(p: Protocol) -> dict:
                 b = per_item_mean([r for r in runs if r["seed"] in seeds], "skd", steps, task.metric)
                 mean, low, high = paired_bootstrap(a, b)
                 summary["target_vs_k25"][str(target)] = {"diff": mean, "ci95": [low, high], "seeds": seeds}
-    return summary
 
 
 def _method_row(runs: list[dict], key: str) -> dict:
@@ -456,64 +470,77 @@ def render(summaries: dict[str, dict]) -> str:
         "| tuned teacher (greedy) | " + " | ".join("-" if t is None else f"{t:.3f}" for t in teacher) + " |"
     )
     for name, s in summaries.items():
-        lines += ["", f"## {name}", ""]
-        before = s["teacher"].get("before", {}).get(s["metric"])
-        after = s["teacher"].get("after", {}).get(s["metric"])
-        if before is not None or after is not None:
-            lines.append(f"Teacher greedy {s['metric']}: {before} before SFT, {after} after.")
-        if warm := s.get("student"):
-            lines += [
-                "",
-                f"Student (the tuned teacher pruned to {_layers(s.get('student_layers'))}): {s['metric']} "
-                f"{warm['initial'][0]:.3f}; after the SFT warm-up {warm['metric'][0]:.3f}, held-out "
-                f"acceptance {warm['acceptance'][0]:.3f}, KL {warm['kl'][0]:.3f}.",
-            ]
-        if s["methods"]:
-            lines += ["", _detail(s["methods"], s["metric"], "method (from the warm student)")]
-        if versus := s.get("skd_vs"):
-            lines += [
-                "",
-                f"skd minus each baseline, {s['metric']} paired over the held-out items (mean over seeds):",
-            ]
-            lines += [
-                f"- {baseline}: {v['diff']:+.3f}, 95% CI {v['ci95'][0]:+.3f}..{v['ci95'][1]:+.3f}"
-                for baseline, v in versus.items()
-            ]
-        if s["init"]:
-            lines += ["", _detail(s["init"], s["metric"], "method (from the pruned, not warmed, student)")]
-        if (long := s.get("budget", {})).get("methods"):
-            title = f"method (from the warm student, {long['steps']} steps)"
-            lines += ["", _detail(long["methods"], s["metric"], title)]
-            for baseline, versus in long["versus"].items():
-                lines += [
-                    "",
-                    f"At {long['steps']} steps, skd minus {baseline}, paired over the held-out items (seeds "
-                    f"{', '.join(map(str, versus['seeds']))}): {versus['diff']:+.3f}, 95% CI "
-                    f"{versus['ci95'][0]:+.3f}..{versus['ci95'][1]:+.3f}.",
-                ]
-        if s["ksweep"]:
-            lines += [
-                "",
-                "| skd K | mean K over steps | train batch acceptance | held-out acceptance (at the first K) "
-                f"| {s['metric']} | KL | wall s |",
-            ]
-            lines.append("|---" * 7 + "|")
-            for k, row in s["ksweep"].items():
-                batch = "-" if row["batch_acceptance"] is None else f"{row['batch_acceptance']:.3f}"
-                mean_k = row.get("mean_top_k")
-                mean_k = k if mean_k is None else f"{mean_k:.1f}"
-                cells = [_cell(row[key]) for key in ("acceptance", "metric", "kl")]
-                wall = "-" if not row["wall_s"] else f"{row['wall_s']:.0f}"
-                lines.append(f"| {k} | {mean_k} | {batch} | " + " | ".join(cells) + f" | {wall} |")
-            for target, versus in s.get("target_vs_k25", {}).items():
-                low, high = versus["ci95"]
-                lines += [
-                    "",
-                    f"skd with target_acceptance {target} minus skd at K=25, paired over the held-out items "
-                    f"(seeds {', '.join(map(str, versus['seeds']))}): {versus['diff']:+.3f}, 95% CI "
-                    f"{low:+.3f}..{high:+.3f}.",
-                ]
+        lines += ["", f"## {name}", "", *_task_lines(s), *_ksweep_lines(s)]
     return "\n".join(lines) + "\n"
+
+
+def _task_lines(s: dict) -> list[str]:
+    """One task's details: teacher, warm student, methods, skd against each baseline, init and budget."""
+    lines: list[str] = []
+    before = s["teacher"].get("before", {}).get(s["metric"])
+    after = s["teacher"].get("after", {}).get(s["metric"])
+    if before is not None or after is not None:
+        lines.append(f"Teacher greedy {s['metric']}: {before} before SFT, {after} after.")
+    if warm := s.get("student"):
+        lines += [
+            "",
+            f"Student (the tuned teacher pruned to {_layers(s.get('student_layers'))}): {s['metric']} "
+            f"{warm['initial'][0]:.3f}; after the SFT warm-up {warm['metric'][0]:.3f}, held-out "
+            f"acceptance {warm['acceptance'][0]:.3f}, KL {warm['kl'][0]:.3f}.",
+        ]
+    if s["methods"]:
+        lines += ["", _detail(s["methods"], s["metric"], "method (from the warm student)")]
+    if versus := s.get("skd_vs"):
+        lines += [
+            "",
+            f"skd minus each baseline, {s['metric']} paired over the held-out items (mean over seeds):",
+        ]
+        lines += [
+            f"- {baseline}: {v['diff']:+.3f}, 95% CI {v['ci95'][0]:+.3f}..{v['ci95'][1]:+.3f}"
+            for baseline, v in versus.items()
+        ]
+    if s["init"]:
+        lines += ["", _detail(s["init"], s["metric"], "method (from the pruned, not warmed, student)")]
+    if (long := s.get("budget", {})).get("methods"):
+        title = f"method (from the warm student, {long['steps']} steps)"
+        lines += ["", _detail(long["methods"], s["metric"], title)]
+        for baseline, versus in long["versus"].items():
+            lines += [
+                "",
+                f"At {long['steps']} steps, skd minus {baseline}, paired over the held-out items (seeds "
+                f"{', '.join(map(str, versus['seeds']))}): {versus['diff']:+.3f}, 95% CI "
+                f"{versus['ci95'][0]:+.3f}..{versus['ci95'][1]:+.3f}.",
+            ]
+    return lines
+
+
+def _ksweep_lines(s: dict) -> list[str]:
+    """The K sweep table and each acceptance target against K=25."""
+    if not s["ksweep"]:
+        return []
+    lines: list[str] = []
+    lines += [
+        "",
+        "| skd K | mean K over steps | train batch acceptance | held-out acceptance (at the first K) "
+        f"| {s['metric']} | KL | wall s |",
+    ]
+    lines.append("|---" * 7 + "|")
+    for k, row in s["ksweep"].items():
+        batch = "-" if row["batch_acceptance"] is None else f"{row['batch_acceptance']:.3f}"
+        mean_k = row.get("mean_top_k")
+        mean_k = k if mean_k is None else f"{mean_k:.1f}"
+        cells = [_cell(row[key]) for key in ("acceptance", "metric", "kl")]
+        wall = "-" if not row["wall_s"] else f"{row['wall_s']:.0f}"
+        lines.append(f"| {k} | {mean_k} | {batch} | " + " | ".join(cells) + f" | {wall} |")
+    for target, versus in s.get("target_vs_k25", {}).items():
+        low, high = versus["ci95"]
+        lines += [
+            "",
+            f"skd with target_acceptance {target} minus skd at K=25, paired over the held-out items "
+            f"(seeds {', '.join(map(str, versus['seeds']))}): {versus['diff']:+.3f}, 95% CI "
+            f"{low:+.3f}..{high:+.3f}.",
+        ]
+    return lines
 
 
 def _detail(rows: dict[str, dict], metric: str, title: str) -> str:

@@ -26,11 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import ray
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared import reaper
+from shared.client import TeacherEndpoint
 from trainer.config import RunConfig
 from trainer.methods import METHODS
 
@@ -52,7 +52,9 @@ EXPERIMENTS = {
 def server_counters(url: str) -> dict[str, float]:
     """The teacher server's counters (verify items only for skd_items)."""
     out = dict.fromkeys(COUNTERS, 0.0)
-    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text):
+    with TeacherEndpoint(url) as teacher:
+        exposition = teacher.metrics()
+    for family in text_string_to_metric_families(exposition):
         for s in family.samples:
             name = s.name.removesuffix("_total")
             if name in out and (name != "skd_items" or s.labels.get("route") == "/verify"):

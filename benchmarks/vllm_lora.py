@@ -228,7 +228,11 @@ def main(argv: list[str] | None = None) -> None:
             json.loads(line[7:]) if line else {"error": f"exit {proc.returncode}: {proc.stderr[-2000:]}"}
         )
     shutil.rmtree(SHM, ignore_errors=True)
-    m, lo = res["merged"], res["lora"]
+    report(args, res["merged"], res["lora"])
+
+
+def report(args, m: dict, lo: dict) -> None:
+    """The two phases' figures as a two-column table."""
     print(
         f"\nstudent {args.student}, {args.dtype}, rank {args.rank}, {args.seqs} seqs x {args.tokens} tokens"
     )

@@ -118,7 +118,7 @@ def main() -> None:
     ap.add_argument("--actors", type=int, default=2)
     ap.add_argument(
         "--student", choices=["135m", "pruned"], default="135m",
-        help="135m: SmolLM2-135M-Instruct itself as the student; pruned: the default keep-every-2nd student",
+        help="135m: SmolLM2-135M-Instruct itself as the student; pruned: it with every 2nd layer kept",
     )  # fmt: skip
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -163,8 +163,14 @@ def main() -> None:
     for a in actors:
         ray.kill(a)
     ray.shutdown()
-    print(f"\nstudent {student.name}: {params / 1e6:.1f}M parameters; {args.actors} actors, bf16 engines; "
-          f"median of {args.pushes} pushes after 1 warm-up")  # fmt: skip
+    title = (f"student {student.name}: {params / 1e6:.1f}M parameters; {args.actors} actors, bf16 engines; "
+             f"median of {args.pushes} pushes after 1 warm-up")  # fmt: skip
+    print_table(title, rows)
+    print(f"LoRA check (merged): {note}\nLoRA check (vLLM adapter): {adapter_note}")
+
+
+def print_table(title: str, rows: dict) -> None:
+    print(f"\n{title}")
     head = ("mode", "params sent", "MB sent", "export s", "put s", "load s", "(engine s)", "total s",
             "first use s", "total in use s")  # fmt: skip
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
@@ -176,7 +182,6 @@ def main() -> None:
         print("| " + " | ".join(cells) + " |")
     for mode, r in rows.items():
         print(f"{mode}: totals {r['all_totals']} s, {r['buckets']} bucket(s)")
-    print(f"LoRA check (merged): {note}\nLoRA check (vLLM adapter): {adapter_note}")
 
 
 if __name__ == "__main__":

@@ -39,8 +39,7 @@ def timed_push(learner: LocalLearner, transport, actors: list, version: int) -> 
     t2 = time.perf_counter()
     ray.get([a.generate_greedy.remote([[1, 2, 3]], 1, min_version=version) for a in actors])  # loads it
     t3 = time.perf_counter()
-    if isinstance(transport, CollectiveTransport):
-        transport.wait()
+    transport.wait()
     stats = ray.get([a.get_stats.remote() for a in actors])
     assert all(s["version"] == version for s in stats), stats
     return {
@@ -110,7 +109,12 @@ def main() -> None:
     for a in actors:
         ray.kill(a)
     ray.shutdown()
-    print(f"\nstudent {student.name}, {args.actors} actors, bf16 engines, median of {args.pushes} pushes")
+    print_table(rows, checks, f"student {student.name}, {args.actors} actors, bf16 engines, median of "
+                f"{args.pushes} pushes")  # fmt: skip
+
+
+def print_table(rows: dict, checks: dict, title: str) -> None:
+    print(f"\n{title}")
     head = ("mode", "transport", "MB per push", "export s", "send s", "loaded s", "total s", "argmax check")
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for (mode, name), r in rows.items():

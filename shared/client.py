@@ -15,9 +15,11 @@ bug would only repeat elsewhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import random
+import subprocess
 import time
 from typing import TypeVar
 
@@ -71,6 +73,10 @@ class TeacherEndpoint:
     def info(self) -> ServerInfo:
         return ServerInfo.model_validate_json(self._checked(self._http.get(self.url + "/info")).content)
 
+    def metrics(self) -> str:
+        """The server's Prometheus exposition (`/metrics`)."""
+        return self._checked(self._http.get(self.url + "/metrics")).text
+
     def score(self, req: ScoreRequest, timeout_s: float = 120.0) -> ScoreResponse:
         resp = self._http.post(
             self.url + "/score",
@@ -93,6 +99,24 @@ class TeacherEndpoint:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def wait_until_healthy(url: str, started: subprocess.Popen | None = None, timeout_s: float = 600.0) -> None:
+    """Until the server at `url` answers /health with 200 (a server loads its engine before it binds its
+    port: refused connections mean "not yet"). `started`: the server's process, if the caller started it;
+    its exit ends the wait. Raises TeacherUnavailable saying which."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if started is not None and started.poll() is not None:
+            raise TeacherUnavailable(
+                f"teacher server at {url} exited ({started.returncode}) before it was up"
+            )
+        with contextlib.suppress(httpx.TransportError), TeacherEndpoint(url, timeout_s=2) as teacher:
+            if teacher.healthy():
+                return
+        if time.monotonic() > deadline:
+            raise TeacherUnavailable(f"teacher server at {url} not healthy after {timeout_s:.0f} s")
+        time.sleep(0.5)
 
 
 class _Away(Exception):

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.tiny_models import build_teacher_and_student
+from devtools.tiny_models import build_teacher_and_student
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MODEL_LEN = 256
@@ -175,3 +175,19 @@ def hf_teacher(tiny_models):
     from tests.reference import DenseTeacher
 
     return DenseTeacher(tiny_models["teacher"])
+
+
+@pytest.fixture
+def hub():
+    """`hub("reset" or "silent")`: a hub address counting connections made to it (tests/counting_hub.py)."""
+    from tests.counting_hub import Hub
+
+    made: list[Hub] = []
+
+    def make(answer: str) -> Hub:
+        made.append(Hub(answer))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.close()

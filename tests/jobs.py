@@ -104,6 +104,20 @@ def command(p) -> str:
         return ""
 
 
+def command_lines(procs: list) -> list[str]:
+    """Each process's command line, read for certain: a process that has ended meanwhile has none (skipped),
+    one that cannot be read fails the caller (`command` would give "", in which no secret is ever found)."""
+    import psutil
+
+    lines = []
+    for p in procs:
+        try:
+            lines.append(" ".join(p.cmdline()))
+        except psutil.NoSuchProcess:  # (zombies included) gone: nothing left to read or leak
+            continue
+    return lines
+
+
 def wait_for(condition, timeout_s: float, poll_s: float = 0.2) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():

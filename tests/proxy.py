@@ -1,7 +1,8 @@
 """A TCP proxy in front of a real teacher server whose failure mode a test switches at run time: forward
 ("up"), refuse connections ("down"), drop each connection after reading the request ("drop", a teacher
-dying mid-request), or answer `503 Retry-After` ("busy"). The faults are real socket behaviour; the
-teacher behind it is the real server."""
+dying mid-request), or answer `503 Retry-After` ("busy"); and `pause`/`resume` hold every answer (a
+teacher that is slow for as long as the test needs, on any machine). The faults are real socket behaviour;
+the teacher behind it is the real server."""
 
 from __future__ import annotations
 
@@ -27,12 +28,21 @@ class FaultyProxy:
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()  # live connections, cut when the mode changes
+        self._flowing = asyncio.Event()  # cleared: the teacher's answers are held (pause)
+        self._flowing.set()
         threading.Thread(target=self._loop.run_forever, daemon=True).start()
         self.set("up")
 
     def set(self, mode: str) -> None:
         """Switch the failure mode; "down" closes the listening socket (connections are refused)."""
         asyncio.run_coroutine_threadsafe(self._set(mode), self._loop).result()
+
+    def pause(self) -> None:
+        """Hold the teacher's answers (requests still reach it) until `resume`: connections stay open."""
+        self._loop.call_soon_threadsafe(self._flowing.clear)
+
+    def resume(self) -> None:
+        self._loop.call_soon_threadsafe(self._flowing.set)
 
     async def _set(self, mode: str) -> None:
         self.mode = mode
@@ -60,16 +70,20 @@ class FaultyProxy:
                 return
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
             self._open.add(up_writer)
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer, held=True))
         except OSError:
             pass
         finally:
             self._open.discard(writer)
             writer.close()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, held: bool = False
+    ) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                if held:
+                    await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         self._open.discard(writer)

@@ -71,3 +71,21 @@ def assert_equal_but_for_rounding(got: torch.Tensor, want: torch.Tensor, ulps: i
     tol = ulps * torch.finfo(want.dtype).eps
     scale = float(want.abs().max()) if want.numel() else 0.0
     torch.testing.assert_close(got, want, rtol=tol, atol=tol * scale, msg=msg)
+
+
+@torch.no_grad()
+def dense_greedy(
+    lm: torch.nn.Module, prompts: list[list[int]], max_tokens: int, eos: int = 2
+) -> list[list[int]]:
+    """Each prompt's greedy continuation by a transformers model, token by token, as an engine's greedy
+    sampling gives it (the EOS token kept, then nothing): a pushed model must be served whole, every token,
+    not only the first."""
+    out = []
+    for prompt in prompts:
+        ids = list(prompt)
+        for _ in range(max_tokens):
+            ids.append(int(lm(torch.tensor([ids])).logits[0, -1].argmax()))
+            if ids[-1] == eos:
+                break
+        out.append(ids[len(prompt) :])
+    return out

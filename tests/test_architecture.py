@@ -1,6 +1,7 @@
 """The house rules of the code base, checked on its source: the server and the trainer talk only through
 shared/, no import circle, config.py a leaf, only the command line exits, every teacher call through shared's
-client, no function longer than a screen."""
+client, no function longer than a screen (benchmarks included), callers of a weight transport through its
+protocol only, runtime packages free of build- and test-time code."""
 
 from __future__ import annotations
 
@@ -41,10 +42,25 @@ def test_server_and_trainer_talk_only_through_shared():
             )
 
 
+def test_runtime_packages_hold_runtime_code():
+    """What users install (rollout_server, shared, trainer) imports nothing from the build- and test-time
+    code (devtools: the tiny models, the prompt-set generators), the tests or the benchmarks, and holds no
+    generator of its own data (a `make_*.py` module)."""
+    build_time = {"devtools", "tests", "benchmarks"}
+    for package in PACKAGES:
+        for path, tree in _modules(package):
+            assert not (_imports(tree) & build_time), (
+                f"{path.relative_to(ROOT)} imports {_imports(tree) & build_time}"
+            )
+            assert not path.name.startswith("make_"), (
+                f"{path.relative_to(ROOT)}: a generator in a runtime package"
+            )
+
+
 def test_no_function_is_longer_than_a_screen():
     long = [
         f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
-        for package in PACKAGES
+        for package in (*PACKAGES, "benchmarks")
         for path, tree in _modules(package)
         for node in ast.walk(tree)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60
@@ -125,11 +141,18 @@ def _builds_a_request(node: ast.AST) -> bool:
     return False
 
 
+# A load test counts the server's raw answers (errors, 503s) per request: a retrying client would hide them.
+RAW_HTTP = {"benchmarks/load_test.py"}
+
+
 def test_every_teacher_call_goes_through_shared_client():
-    """No module of the trainer builds an HTTP request or a bearer header itself."""
+    """No module of the trainer or the benchmarks builds an HTTP request or a bearer header itself (health
+    polls, metrics and scoring included: shared.client has them)."""
     calls = [
         f"{path.relative_to(ROOT)}:{node.lineno}"
-        for path, tree in _modules("trainer")
+        for package in ("trainer", "benchmarks")
+        for path, tree in _modules(package)
+        if str(path.relative_to(ROOT)) not in RAW_HTTP
         for node in ast.walk(tree)
         if _builds_a_request(node)
     ]
@@ -147,3 +170,55 @@ def test_every_shipped_data_file_is_package_data():
         packaged = {p for pattern in package_data.get(package, []) for p in (ROOT / package).glob(pattern)}
         missing = sorted(str(p.relative_to(ROOT)) for p in shipped - packaged)
         assert not missing, f"not in [tool.setuptools.package-data] {package}: {missing}"
+
+
+# --- the weight-transport seam ------------------------------------------------------------------------------
+
+
+def _transport_classes() -> list[type]:
+    """Every class in trainer/weights/ that implements a transport (its name ends in Transport)."""
+    import importlib
+
+    from trainer.weights.transport import WeightTransport
+
+    found = []
+    for path, tree in _modules("trainer/weights"):
+        names = [n.name for n in tree.body if isinstance(n, ast.ClassDef) and n.name.endswith("Transport")]
+        module = importlib.import_module(_module_name(path))
+        found += [getattr(module, n) for n in names if getattr(module, n) is not WeightTransport]
+    return found
+
+
+def test_every_weight_transport_has_the_whole_protocol():
+    """Callers use only `WeightTransport`'s members, counters and lifecycle included, so every transport has
+    each of them (a no-op where it has nothing to do): a transport missing one fails here, not mid-run."""
+    from trainer.weights.transport import WeightTransport
+
+    members = set(WeightTransport.__annotations__) | {
+        n for n, v in vars(WeightTransport).items() if callable(v) and not n.startswith("_")
+    }
+    assert {"name", "send", "latest", "receive", "counts", "close"} <= members
+    transports = _transport_classes()
+    assert len(transports) >= 2, transports
+    for cls in transports:
+        missing = sorted(m for m in members if not hasattr(cls, m))
+        assert not missing, f"{cls.__name__} lacks {missing} of WeightTransport"
+
+
+def test_no_caller_reaches_around_the_transport():
+    """No hasattr/getattr/type() on a transport outside trainer/weights/: what a caller needs is in the
+    protocol."""
+    probes = {"hasattr", "getattr", "type", "isinstance"}
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for package in (*PACKAGES, "benchmarks")
+        for path, tree in _modules(package)
+        if "weights" not in path.relative_to(ROOT).parts
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in probes
+        and node.args
+        and "transport" in ast.unparse(node.args[0]).lower()
+    ]
+    assert not found, found

@@ -62,14 +62,20 @@ def _exit_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Parse `argv` and run the job; whatever stops it exits with its one line."""
+def main(argv: list[str] | None = None, *, guard: bool = False) -> None:
+    """Parse `argv` and run the job; whatever stops it exits with its one line. `guard`: the job's own
+    processes die with it, however it dies (a reaper process; not for --help, bad input or a dry run,
+    which start nothing)."""
     from trainer.job import run_job
     from trainer.logs import configure
 
     cfg = parse_args(argv)
     configure(cfg.log_level)
     _exit_on_sigterm()
+    if guard and not cfg.dry_run:
+        from shared import reaper
+
+        reaper.start()
     try:
         run_job(cfg)
     except RunError as e:
@@ -78,7 +84,4 @@ def main(argv: list[str] | None = None) -> None:
 
 def cli() -> None:
     """`skd-train`: the console script (same as `python trainer/main.py`)."""
-    from shared import reaper
-
-    reaper.start()  # the job's own processes die with it, however it dies
-    main()
+    main(guard=True)

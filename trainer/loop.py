@@ -127,8 +127,8 @@ class Run:
             "trainer_busy_fraction": round(timer.busy_fraction, 3),
             "seconds_by_phase": {phase: round(s, 1) for phase, s in timer.total.items()},
             "mean_weight_push_s": round(sum(pushes) / len(pushes), 3) if pushes else None,
-            "weight_transport": type(self.rollout.transport).__name__,
-            **self.rollout.transport_counts(),
+            "weight_transport": self.rollout.transport.name,
+            **self.rollout.transport.counts(),
             "final_checkpoint": str(checkpoint_dir(self.out / "checkpoints", self.learner.step)),
         }
 

@@ -42,8 +42,12 @@ def test_every_step_runs_and_passes_on_the_cpu(dry_run):
 def test_each_row_compares_real_numbers(dry_run):
     rows = dry_run[1]["rows"]
     memory = [r for r in rows if r["step"] == "memory"]
-    for r in memory:  # the sizing rule: within 10% of the tensors the learner holds after a step
-        assert abs(r["state_gib"] / r["predicted_state_gib"] - 1) <= 0.10
+    for r in memory:  # the README's sizing rule, restated: 16 bytes per trained parameter (weight, gradient,
+        # two AdamW moments, fp32); LoRA's frozen base 2 bytes in bf16, 4 in fp32. Within 10% of the tensors
+        # the learner holds after a step (measured by the script, judged here).
+        frozen_bytes = 2 if r["lora"] and r["dtype"] == "bf16" else 4
+        predicted = (16 * r["trained_params"] + frozen_bytes * r["frozen_params"]) / 2**30
+        assert r["trained_params"] > 0 and abs(r["state_gib"] / predicted - 1) <= 0.10, r
     full, lora = memory[0], memory[-1]
     # LoRA keeps no gradients or moments for the base: 2 (bf16) or 4 (fp32, a CPU without bf16) bytes of 16
     assert lora["state_gib"] < full["state_gib"] / (3 if lora["dtype"] == "bf16" else 2)
@@ -55,3 +59,5 @@ def test_each_row_compares_real_numbers(dry_run):
         assert abs(r["loss"] - r["expected_loss"]) <= 1e-3 * r["expected_loss"]
     push = next(r for r in rows if r["step"] == "broadcast")
     assert push["backend"] == "gloo" and push["bytes_per_push"] > 1e6
+    sent = [x for bucket in push["sent_sums"] for x in bucket]  # per tensor, as rank 0 sent it
+    assert len(sent) > 10 and any(sent) and push["received_sums"] == push["sent_sums"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import math
 import os
 import re
 import shlex
@@ -23,7 +24,9 @@ from pathlib import Path
 import httpx
 import jsonschema
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 
 from tests.conftest import ROOT, _free_port
 from trainer.config import RunConfig
@@ -50,7 +53,7 @@ def _compose(*args: str, env: dict | None = None, gpu: bool = False) -> subproce
     )
 
 
-def test_compose_files_validate():
+def test_compose_files_validate(tmp_path):
     assert _compose("config", "-q").returncode == 0
     assert _compose("--profile", "job", "config", "-q").returncode == 0
     gpu = _compose(
@@ -60,15 +63,12 @@ def test_compose_files_validate():
     services = json.loads(gpu.stdout)["services"]
     assert services["teacher"]["image"] == "skd:gpu"
     assert services["teacher"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
-    broken = ROOT / "tests" / ".broken-compose.yml"
+    broken = tmp_path / "broken-compose.yml"  # (not in the source tree: another worker may be reading it)
     broken.write_text("services:\n  teacher:\n    image: [not, a, string]\n")
-    try:
-        assert (
-            subprocess.run([str(COMPOSE), "-f", str(broken), "config", "-q"], capture_output=True).returncode
-            != 0
-        )
-    finally:
-        broken.unlink()
+    refused = subprocess.run(
+        [str(COMPOSE), "-f", str(broken), "config", "-q"], capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "image" in refused.stderr, refused.stderr
 
 
 def _config(env: dict | None = None, gpu: bool = False) -> dict:
@@ -469,9 +469,17 @@ def test_ray_job_submit_trains_on_the_compose_stack(compose_stack, tiny_models):
     wall = time.monotonic() - start
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     out = compose_stack["tmp"] / "outputs" / "skd-compose"
-    assert (out / "report.md").exists() and (
-        out / "checkpoints" / "step_000003" / "model.safetensors"
-    ).exists()
+    assert (out / "report.md").exists()
+    # it trained: three steps on real rollouts, evaluated before and after, and weights not the initial ones
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "train/loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3], records
+    assert all(math.isfinite(r["train/loss"]) and r["train/tokens"] > 0 for r in steps), steps
+    assert sorted(r["step"] for r in records if "eval/kl" in r) == [0, 3]
+    trained = load_file(out / "checkpoints" / "step_000003" / "model.safetensors")
+    initial = load_file(Path(tiny_models["student"]) / "model.safetensors")
+    shared = [name for name in initial if name in trained]
+    assert shared and any(not torch.equal(trained[n], initial[n]) for n in shared), "no weight changed"
     print(f"ray job submit on the tiny config: {wall:.1f} s wall")
 
 

@@ -159,45 +159,57 @@ def test_streamed_body_over_the_limit_answers_413(second_server):
 
 def test_health_answers_promptly_while_a_large_body_is_parsed(second_server):
     """A 13 MiB body (12,000 items: over the item limit, so 413 once parsed) took 1.3 s of the event
-    loop when FastAPI parsed it; it is parsed in a worker process, and /health answers meanwhile."""
+    loop when FastAPI parsed it; it is parsed off the loop, and /health answers meanwhile. Bounded by what
+    is meant, not by seconds a loaded machine may exceed: a /health sent while the request is in flight
+    answers in a small part of that request's own time (parsed on the loop, it waits out the parse: most of
+    it), and every /health answers 200 (checked here, not in the polling thread)."""
     url = second_server.url
     body = json.dumps({"items": [{"context_ids": list(range(3, 253))} for _ in range(12_000)]}).encode()
-    latencies: list[float] = []
+    polls: list[tuple[float, float, int]] = []  # (sent, answered, status)
     stop = threading.Event()
 
     def poll():
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, timeout=120) as client:
             while not stop.is_set():
-                t = time.perf_counter()
-                assert client.get("/health").status_code == 200
-                latencies.append(time.perf_counter() - t)
+                sent = time.perf_counter()
+                status = client.get("/health").status_code
+                polls.append((sent, time.perf_counter(), status))
                 time.sleep(0.01)
 
-    poller = threading.Thread(target=poll)
+    def timed(send) -> tuple[httpx.Response, tuple[float, float]]:
+        start = time.perf_counter()
+        resp = send()
+        return resp, (start, time.perf_counter())
+
+    poller = threading.Thread(target=poll, daemon=True)
     poller.start()
+    windows = []
     try:
         time.sleep(0.3)
-        for _ in range(2):  # the first also starts the parser process
-            resp = httpx.post(
-                url + "/verify", content=body, headers={"content-type": "application/json", **AUTH}
-            )
+        for _ in range(2):  # the first also starts the parser
+            resp, window = timed(
+                lambda: httpx.post(
+                    url + "/verify", content=body, headers={"content-type": "application/json", **AUTH},
+                    timeout=120,
+                )
+            )  # fmt: skip
             assert resp.status_code == 413 and resp.json()["detail"][0]["loc"] == ["body", "items"]
-        parsing = len(latencies)  # polls while only parsing ran
+            windows.append(window)
         valid = {"items": [{"context_ids": list(range(3, 253)), "draft_ids": [7]}] * 600, "seed": 1}
-        resp = httpx.post(
-            url + "/verify", json=valid, headers=AUTH, timeout=300
-        )  # > 1 MiB: the worker's path
-        assert resp.status_code == 200 and len(resp.json()["items"]) == 600
+        resp, window = timed(lambda: httpx.post(url + "/verify", json=valid, headers=AUTH, timeout=300))
+        assert resp.status_code == 200 and len(resp.json()["items"]) == 600  # > 1 MiB: the parser's path
+        windows.append(window)
     finally:
         time.sleep(0.2)
         stop.set()
-        poller.join()
-    assert max(latencies[:parsing]) < 0.5, (
-        f"/health took up to {max(latencies[:parsing]):.2f} s while parsing"
-    )
-    # the engine scoring 600 items shares the 2 cores with the server and the other test worker: looser
-    # (1.5 s measured so on a 2-core AVX2 EPYC, where an in-loop parse of the body above takes longer still)
-    assert max(latencies) < 2.0, f"/health took up to {max(latencies):.2f} s"
+        poller.join(timeout=150)
+    assert polls and {status for *_, status in polls} == {200}, sorted({s for *_, s in polls})
+    for start, end in windows[1:]:  # the parser is up: these measure parsing (and scoring), not start-up
+        inside = [answered - sent for sent, answered, _ in polls if start <= sent <= end]
+        assert len(inside) >= 3, f"only {len(inside)} /health sent during a {end - start:.2f} s request"
+        assert max(inside) < 0.5 * (end - start), (
+            f"/health took up to {max(inside):.2f} s during a {end - start:.2f} s request"
+        )
 
 
 # --- start-up -------------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_supported_line_is_accepted_with_any_patch_or_local_version():
     assert vllm_version.check("0.32.0") == "0.32.0"
     assert vllm_version.check("0.32.3+cu128") == "0.32.3+cu128"
-    assert vllm_version.check() == vllm_version.installed()  # this machine's vLLM is of that line
+    # this machine's vLLM is of that line: its version as the package itself states it (not as the
+    # function under test reads it), without importing the engine
+    spec = importlib.util.find_spec("vllm")
+    stated = runpy.run_path(str(Path(spec.origin).parent / "_version.py"))["__version__"]
+    assert re.fullmatch(r"0\.32\.\d+.*", stated) and vllm_version.check() == stated
 
 
 @pytest.mark.parametrize("version", ["0.11.0", "0.33.0", "1.0.0", "not-a-version"])
@@ -37,4 +43,4 @@ def test_the_extras_and_the_gpu_image_pin_the_same_line():
 
 def test_the_setup_check_prints_the_installed_version():
     done = subprocess.run([sys.executable, "-m", "shared.vllm_version"], capture_output=True, text=True)
-    assert done.returncode == 0 and done.stdout.strip() == f"vLLM {vllm_version.installed()}: supported"
+    assert done.returncode == 0 and re.fullmatch(r"vLLM 0\.32\.\d+\S*: supported", done.stdout.strip())

@@ -49,8 +49,12 @@ def test_help_lists_every_field(capsys):
         parse_args(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for name in RunConfig.model_fields:
+    flat = " ".join(text.split())
+    for name, field in RunConfig.model_fields.items():
         assert f"--{name}" in text, name
+        assert field.description, f"{name} has no description for --help"
+        opening = " ".join(field.description.split()[:3])
+        assert opening in flat, f"--help does not show {name}'s description"
 
 
 def test_a_repeated_flag_overrides_instead_of_appending():

@@ -88,9 +88,13 @@ def test_bad_data_stops_the_run_in_one_line_before_anything_starts(tiny_models, 
     assert not out.exists()  # no teacher, no Ray, no output dir: it stopped before any of them
 
 
-def test_every_benchmark_answers_help_and_starts_nothing():
+def test_every_benchmark_answers_help_and_starts_nothing(tmp_path):
+    """`--help` of every benchmark prints its usage and starts nothing: after each, the process has no
+    child (no engine, teacher, Ray or job), no listening socket, no Ray connection, and wrote nothing
+    (run from an empty directory, which stays empty)."""
     script = (
-        "import runpy, sys\n"
+        "import runpy, sys, psutil\n"
+        "me = psutil.Process()\n"
         f"for name in {BENCHMARKS!r}:\n"
         "    sys.argv = [name, '--help']\n"
         "    try:\n"
@@ -99,16 +103,24 @@ def test_every_benchmark_answers_help_and_starts_nothing():
         "        assert e.code in (0, None), (name, e.code)\n"
         "    else:\n"
         "        raise AssertionError(name + ' ran instead of printing its help')\n"
+        "    children = [' '.join(c.cmdline()[:3]) for c in me.children(recursive=True)]\n"
+        "    assert not children, (name, 'started', children)\n"
+        "    listening = [c.laddr for c in me.net_connections('inet') if c.status == psutil.CONN_LISTEN]\n"
+        "    assert not listening, (name, 'listens on', listening)\n"
+        "    ray = sys.modules.get('ray')\n"
+        "    assert ray is None or not ray.is_initialized(), (name, 'connected to Ray')\n"
         "    print('### done', name, flush=True)\n"
     )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("usage:") == len(BENCHMARKS)
     assert [
         line.split()[-1] for line in done.stdout.splitlines() if line.startswith("### done")
     ] == BENCHMARKS
+    assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())
 
 
 @pytest.mark.e2e

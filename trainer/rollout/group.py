@@ -10,7 +10,8 @@ from shared.engine_settings import engine_dtype
 from trainer.config import RunConfig
 from trainer.methods import Method
 from trainer.rollout.worker import rollout_actor
-from trainer.weights.transport import ObjectStoreTransport, WeightTransport
+from trainer.weights.choice import make_transport
+from trainer.weights.transport import WeightTransport
 
 
 class RolloutGroup:
@@ -47,11 +48,6 @@ class RolloutGroup:
         """The learner's weight buckets to every actor through the transport; they load them between
         rounds (not awaited here, so the trainer never waits for an actor's engine call in progress)."""
         self.transport.send(version, buckets, self.actors)
-
-    def transport_counts(self) -> dict[str, int]:
-        """A collective transport's pushes broadcast and failed over to the object store (else none)."""
-        counts = {"pushes_broadcast": "broadcasts", "pushes_failed_over": "failures"}
-        return {k: getattr(self.transport, a) for k, a in counts.items() if hasattr(self.transport, a)}
 
     def set_top_k(self, k: int) -> None:
         """target_acceptance: every actor's method takes K for its next rounds (not awaited)."""
@@ -102,28 +98,6 @@ class RolloutGroup:
         with contextlib.suppress(Exception):
             ray.get([a.stop.remote() for a in self.actors], timeout=timeout_s)
             ray.get(self.runs, timeout=timeout_s)
-        if close := getattr(self.transport, "close", None):  # a collective group
-            close()
+        self.transport.close()
         for a in self.actors:
             ray.kill(a)
-
-
-def make_transport(cfg) -> WeightTransport:
-    """`weight_transport` (RunConfig): object_store, collective, or auto (collective when the learner and the
-    actors are on GPUs: NCCL; the object store on CPU, measured faster there: BENCHMARKS.md)."""
-    from trainer.weights.collective import CollectiveTransport, collective_backend
-
-    on_cuda = cfg.trainer_device.startswith("cuda") or (cfg.trainer_device == "auto" and _cuda())
-    backend = collective_backend(on_cuda, cfg.actor_num_gpus > 0)
-    kind = cfg.weight_transport
-    if kind == "auto":
-        kind = "collective" if backend == "nccl" else "object_store"
-    if kind == "object_store":
-        return ObjectStoreTransport()
-    return CollectiveTransport(backend, cfg.collective_timeout_s)
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

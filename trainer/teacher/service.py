@@ -13,13 +13,18 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from shared.client import TeacherClient, TeacherEndpoint, TeacherRefused
+from shared.client import (
+    TeacherClient,
+    TeacherEndpoint,
+    TeacherRefused,
+    TeacherUnavailable,
+    wait_until_healthy,
+)
 from shared.engine_settings import engine_dtype
 from shared.protocol import ServerInfo
 from trainer.cluster import free_port
@@ -93,17 +98,10 @@ def teacher_service(
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None:
-                raise TeacherError(f"teacher server exited ({proc.returncode}); log {log_path}:\n"
-                                   + log_path.read_text()[-3000:])  # fmt: skip
-            with contextlib.suppress(httpx.TransportError), TeacherEndpoint(url, timeout_s=2) as teacher:
-                if teacher.healthy():
-                    break
-            if time.monotonic() > deadline:
-                raise TeacherError(f"teacher server not ready after 600 s; log {log_path}")
-            time.sleep(0.5)
+        try:
+            wait_until_healthy(url, proc, timeout_s=600)
+        except TeacherUnavailable as e:
+            raise TeacherError(f"{e}; log {log_path}:\n" + log_path.read_text()[-3000:]) from None
         yield check_urls([url], cfg.teacher_key())
     finally:
         proc.terminate()

@@ -125,6 +125,8 @@ def unflatten(spec: dict, flat: torch.Tensor) -> dict[str, torch.Tensor]:
 class CollectiveTransport:
     """A `WeightTransport` over one process group: rank 0 is this driver, rank 1 + i actor i."""
 
+    name = "collective"
+
     def __init__(self, backend: str = "gloo", timeout_s: float = 120.0):
         self.backend, self.timeout_s = backend, timeout_s
         self._store = ObjectStoreTransport()  # what the group cannot carry, and failed pushes
@@ -239,6 +241,9 @@ class CollectiveTransport:
             version, buckets = self._last
             self._last_refs = (version, [ray.put(b) for b in buckets])
         return self._last_refs
+
+    def counts(self) -> dict[str, int]:
+        return {"pushes_broadcast": self.broadcasts, "pushes_failed_over": self.failures}
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop: a broadcast still in flight (its actors stopped before taking it) is abandoned after

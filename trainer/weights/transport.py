@@ -11,7 +11,9 @@ packed buckets its engine loads (between rounds, never inside one).
 - CollectiveTransport    (trainer.weights.collective) the learner's rank 0 and the engines in one process
                          group, each bucket broadcast into them: gloo on CPU, NCCL on GPUs
 
-trainer.rollout.group.make_transport picks one from `weight_transport`.
+trainer.weights.choice.make_transport picks one from `weight_transport`. Callers use only the protocol:
+its counters (`counts`) and lifecycle (`close`) included, no-ops where a transport has nothing to count or
+release.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any, Protocol
 
 
 class WeightTransport(Protocol):
+    name: str  # as `weight_transport` names it: reported in the run summary
+
     def send(self, version: int, buckets: Iterable[Any], actors: list) -> None:
         """Hand the weights of `version` to every actor (their `update_weights`); returns at once."""
         ...
@@ -35,25 +39,50 @@ class WeightTransport(Protocol):
         the transport sends it again another way)."""
         ...
 
+    def wait(self) -> None:
+        """Until the last push has left the driver (a broadcast in flight has ended)."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Pushes by how they travelled, for the run summary."""
+        ...
+
+    def close(self) -> None:
+        """The run ends: release what the transport holds (a process group, a thread in flight)."""
+        ...
+
 
 class ObjectStoreTransport:
     """Buckets in Ray's object store: put as the learner yields them (or refs a learner worker already put
     there), so no process holds a second full copy; each actor awaits them (views of the store, not
     copies) without blocking its event loop."""
 
+    name = "object_store"
+
     def __init__(self) -> None:
         self._last: tuple[int, list] | None = None
+        self.pushes = 0
 
     def send(self, version: int, buckets: Iterable[Any], actors: list) -> None:
         import ray
 
         refs = [b if isinstance(b, ray.ObjectRef) else ray.put(b) for b in buckets]
         self._last = (version, refs)
+        self.pushes += 1
         for actor in actors:
             actor.update_weights.remote(version, refs)
 
     def latest(self) -> tuple[int, list] | None:
         return self._last
+
+    def wait(self) -> None:
+        """Nothing in flight: `send` has put every bucket before it returns."""
+
+    def counts(self) -> dict[str, int]:
+        return {"pushes": self.pushes}
+
+    def close(self) -> None:
+        """Nothing to release: the store frees a push's buckets when no reference is left."""
 
     async def receive(self, handle: list | dict) -> list[dict]:
         import ray

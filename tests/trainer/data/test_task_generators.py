@@ -1,4 +1,4 @@
-"""The generated task sets (trainer/data/prompt_sets/make_word_problems.py, make_dialogue_summaries.py): row
+"""The generated task sets (devtools/prompt_sets/make_word_problems.py, make_dialogue_summaries.py): row
 counts, determinism, train/test disjointness, every row read by its task's parser, word-problem answers
 re-computed from their calculator annotations, dialogue summaries carrying the slot values, and the shipped
 files equal to what the generators write now. No models."""
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.data.prompt_sets import make_dialogue_summaries, make_word_problems
+from devtools.prompt_sets import make_dialogue_summaries, make_word_problems
 from trainer.data.tasks.builtin import dialogsum_row, gsm8k_row
 
 GENERATORS = {
@@ -80,7 +80,7 @@ def test_counts_and_size(generated, name):
 @pytest.mark.parametrize("name", GENERATORS)
 def test_shipped_files_match_the_generator(generated, name):
     """The committed data is what the generator writes now (regenerate with `python -m
-    trainer.data.prompt_sets.make_<name>` after editing it)."""
+    devtools.prompt_sets.make_<name>` after editing it)."""
     module, counts = GENERATORS[name]
     for split in counts:
         shipped = module.OUT_DIR / f"{split}.jsonl"

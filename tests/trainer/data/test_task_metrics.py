@@ -310,7 +310,7 @@ def test_the_shipped_short_answer_set_is_the_generators_output_with_disjoint_ite
     reference, and no question's item (country, word) is in both train and eval of its family."""
     import json
 
-    from trainer.data.prompt_sets import make_short_answers
+    from devtools.prompt_sets import make_short_answers
     from trainer.data.tasks import load_examples
     from trainer.data.tasks.loading import PROMPT_SETS
 

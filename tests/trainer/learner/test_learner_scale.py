@@ -68,14 +68,15 @@ def test_chunked_loss_gives_the_unchunked_losses_and_gradients(tiny_models, kind
         assert_equal_but_for_rounding(chunked_grads[name], grad, msg=name)
 
 
-def test_chunked_loss_never_holds_whole_batch_logits(tiny_models):
-    """No tensor of [tokens, vocab] exists in forward or is kept for backward; unchunked, it does."""
-    learner = LocalLearner(_cfg(), tiny_models["student"])
-    batch = collate(_samples(), learner.pad_id)
-    vocab, tokens = learner.lm.config.vocab_size, batch.num_tokens
+def test_loss_chunk_tokens_keeps_whole_batch_logits_out_of_the_learners_step(tiny_models):
+    """`loss_chunk_tokens` set in the config takes effect in the learner's own train step: no tensor of
+    [tokens, vocab] is kept for backward; unset, the whole batch's logits are."""
+    samples = _samples()
+    vocab = LocalLearner(_cfg(), tiny_models["student"]).lm.config.vocab_size
 
-    def largest(chunk: int) -> int:
-        """Most rows of any [rows, vocab] tensor saved for backward."""
+    def largest(chunk: int) -> tuple[int, int]:
+        """Most rows of any [rows, vocab] tensor saved for backward in one train step; the step's tokens."""
+        learner = LocalLearner(_cfg(loss_chunk_tokens=chunk), tiny_models["student"])
         rows = [0]
         weights = {p.untyped_storage().data_ptr() for p in learner.lm.parameters()}
 
@@ -85,12 +86,13 @@ def test_chunked_loss_never_holds_whole_batch_logits(tiny_models):
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            losses = ResponseLoss(learner.lm, chunk_tokens=chunk)(batch)
-        losses.sum().backward()
-        return max(rows)
+            stats = learner.train_step(samples)
+        return max(rows), int(stats["tokens"])
 
-    assert largest(0) == tokens
-    assert largest(16) <= 16
+    unchunked, tokens = largest(0)
+    assert unchunked >= tokens // 2 > 16  # a micro-batch's (grad_accum=2) whole logits
+    chunked, _ = largest(16)
+    assert chunked <= 16  # (0: checkpointed chunks keep no logits at all; recomputed in backward)
 
 
 # --- precision, checkpointing, optimizers -----------------------------------------------------------------

@@ -13,11 +13,12 @@ import pytest
 import ray
 import torch
 
-from tests.trainer.weights.test_weight_push import NO_TEACHER, PROMPTS, _argmax
+from tests.reference import dense_greedy
+from tests.trainer.weights.test_weight_push import NO_TEACHER, PROMPTS
 from trainer.config import RunConfig
-from trainer.rollout.group import make_transport
 from trainer.rollout.worker import RolloutWorker, rollout_actor
 from trainer.weights.buckets import buckets, iter_tensors, unpack
+from trainer.weights.choice import make_transport
 from trainer.weights.collective import (
     CollectiveTransport,
     GroupInfo,
@@ -106,7 +107,7 @@ def test_actors_take_pushes_by_broadcast_as_by_the_object_store_and_survive_a_de
     transport.wait()
     assert transport.broadcasts == 1 and transport.failures == 0
     assert greedy[0] == greedy[1] and greedy[0][0] == 1
-    assert [g[0] for g in greedy[0][1]] == _argmax(learner.lm, PROMPTS)
+    assert greedy[0][1] == dense_greedy(learner.lm, PROMPTS, 4)
     by_broadcast = ray.get([a.weight_sums.remote() for a in actors])
     assert by_broadcast[0] == by_broadcast[1]
     # the same weights through the object store: the engine holds exactly what the broadcast gave it
@@ -122,6 +123,9 @@ def test_actors_take_pushes_by_broadcast_as_by_the_object_store_and_survive_a_de
     second = ray.get([a.generate_greedy.remote(PROMPTS, 4, min_version=3) for a in actors])
     transport.wait()
     assert transport.broadcasts == 2 and [s[0] for s in second] == [3, 3]
+    assert second[0][1] == second[1][1] == dense_greedy(learner.lm, PROMPTS, 4) != greedy[0][1]
+    sums = ray.get([a.weight_sums.remote() for a in actors])
+    assert sums[0] == sums[1] != by_broadcast[0]
 
     # a member dies: the broadcast fails, the survivor gets the push by the object store
     ray.kill(actors[1], no_restart=True)
@@ -134,7 +138,7 @@ def test_actors_take_pushes_by_broadcast_as_by_the_object_store_and_survive_a_de
     version, survivor = ray.get(actors[0].generate_greedy.remote(PROMPTS, 4, min_version=4))
     transport.wait()
     assert transport.failures == 1 and time.perf_counter() - t0 < cfg.collective_timeout_s + 30
-    assert version == 4 and [s[0] for s in survivor] == _argmax(learner.lm, PROMPTS)
+    assert version == 4 and survivor == dense_greedy(learner.lm, PROMPTS, 4)
 
     # its replacement starts from the last push (object store), and the next push forms a new group
     replacement = actor(1)
@@ -144,7 +148,7 @@ def test_actors_take_pushes_by_broadcast_as_by_the_object_store_and_survive_a_de
     transport.send(5, third, [actors[0], replacement])
     fifth = ray.get([a.generate_greedy.remote(PROMPTS, 4, min_version=5) for a in (actors[0], replacement)])
     transport.wait()
-    assert transport.broadcasts == 3 and fifth[0] == fifth[1] and fifth[0][0] == 5
+    assert transport.broadcasts == 3 and fifth[0] == fifth[1] == (5, survivor)
     transport.close()
     for a in (actors[0], replacement):
         ray.kill(a)

@@ -11,7 +11,8 @@ import pytest
 import ray
 import torch
 
-from shared.tiny_models import build_tiny_llama
+from devtools.tiny_models import build_tiny_llama
+from tests.reference import dense_greedy
 from trainer.config import RunConfig
 from trainer.rollout.worker import RolloutWorker, rollout_actor
 
@@ -52,11 +53,6 @@ def tied_student(tiny_models, tmp_path_factory):
                             tokenizer_dir=tiny_models["student"], tie_word_embeddings=True)  # fmt: skip
 
 
-def _argmax(lm, prompts) -> list[int]:
-    with torch.no_grad():
-        return [lm(torch.tensor([p])).logits[0, -1].argmax().item() for p in prompts]
-
-
 def _push(actor, version: int, buckets: list[dict], apply_now: bool = False):
     """As the driver pushes: each bucket into the object store, the actor given the references."""
     return actor.update_weights.remote(version, [ray.put(b) for b in buckets], apply_now)
@@ -92,7 +88,7 @@ def test_pushes_take_effect_quietly_and_a_missing_weight_still_warns(ray_cluster
     assert all(b["partial"] for b in buckets) and "model.norm.weight" not in sent
     assert ray.get(_push(actor, 2, buckets, apply_now=True)) > 0
     version, after = ray.get(actor.generate_greedy.remote(PROMPTS, 4))
-    assert version == 2 and [a[0] for a in after] == _argmax(lora.lm, PROMPTS) and after != before
+    assert version == 2 and after == dense_greedy(lora.lm, PROMPTS, 4) and after != before
 
     # 2. the full student with its tied embedding negated (the head is not sent: it is the embedding), loaded
     # before the next greedy call. The logits are then those of the base model (both signs flip), while a
@@ -107,7 +103,7 @@ def test_pushes_take_effect_quietly_and_a_missing_weight_still_warns(ray_cluster
     assert not any(b["partial"] for b in buckets) and "lm_head.weight" not in sent
     _push(actor, 3, buckets)
     version, pushed = ray.get(actor.generate_greedy.remote(PROMPTS, 4))
-    assert version == 3 and [a[0] for a in pushed] == _argmax(full.lm, PROMPTS)
+    assert version == 3 and pushed == dense_greedy(full.lm, PROMPTS, 4)
     assert not [line for line in ray.get(actor.warnings.remote()) if any(n in line for n in NOISE)]
 
     # 3. a full push that lacks a weight is a real failure: it still warns (the engine keeps that weight)

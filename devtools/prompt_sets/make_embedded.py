@@ -1,4 +1,4 @@
-"""Generate the embedded prompt set: `python -m trainer.data.prompt_sets.make_embedded` rewrites
+"""Generate the embedded prompt set: `python -m devtools.prompt_sets.make_embedded` rewrites
 embedded_train.jsonl (600 lines) and embedded_eval.jsonl (64 lines, disjoint prompts).
 
 The default run needs data that ships with the repo and needs no download or licence: half are arithmetic
@@ -12,9 +12,11 @@ import json
 import random
 from pathlib import Path
 
+from devtools.prompt_sets import SHIPPED
+
 SEED = 20240611
 NUM_TRAIN, NUM_EVAL = 600, 64
-OUT_DIR = Path(__file__).resolve().parent
+OUT_DIR = SHIPPED
 
 # fmt: off
 ARITHMETIC_TEMPLATES = [

@@ -1,4 +1,4 @@
-"""Generate the word-problem set: `python -m trainer.data.prompt_sets.make_word_problems` rewrites
+"""Generate the word-problem set: `python -m devtools.prompt_sets.make_word_problems` rewrites
 word_problems/train.jsonl (2000 rows) and word_problems/test.jsonl (200 rows).
 
 Why it exists: GSM8K itself is out of reach of a 135M model, so a fine-tuned student barely moves on
@@ -23,12 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.data.prompt_sets.splits import disjoint_splits, split_evenly, write_splits
+from devtools.prompt_sets import SHIPPED
+from devtools.prompt_sets.splits import disjoint_splits, split_evenly, write_splits
 
 SEED = 20261201
 NUM_TRAIN = 2000
 NUM_TEST = 200
-OUT_DIR = Path(__file__).resolve().parent / "word_problems"
+OUT_DIR = SHIPPED / "word_problems"
 MAX_RESULT = 999
 # Numbers a solution may use that are not in the question: "half" (2), legs (2, 4), days in a week (7).
 CONSTANTS = frozenset({2, 4, 7})

@@ -1,4 +1,4 @@
-"""Generate the short-answer prompt set: `python -m trainer.data.prompt_sets.make_short_answers` rewrites
+"""Generate the short-answer prompt set: `python -m devtools.prompt_sets.make_short_answers` rewrites
 short_answers_train.jsonl and short_answers_eval.jsonl (64 lines; questions disjoint from train).
 
 Why it exists: the method comparison (benchmarks/compare.py) needs a task metric that moves, i.e. one the
@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
+
+from devtools.prompt_sets import SHIPPED
 
 SEED = 20261127
 NUM_EVAL = 64
-OUT_DIR = Path(__file__).resolve().parent
+OUT_DIR = SHIPPED
 
 # fmt: off
 CAPITALS = {

@@ -1,4 +1,4 @@
-"""Generate the dialogue-summary set: `python -m trainer.data.prompt_sets.make_dialogue_summaries` rewrites
+"""Generate the dialogue-summary set: `python -m devtools.prompt_sets.make_dialogue_summaries` rewrites
 dialogue_summaries/train.jsonl (1500 rows) and dialogue_summaries/test.jsonl (150 rows).
 
 Why it exists: DialogSum's summaries paraphrase freely, so ROUGE-L barely separates a fine-tuned 135M student
@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from trainer.data.prompt_sets.splits import disjoint_splits, split_evenly, write_splits
+from devtools.prompt_sets import SHIPPED
+from devtools.prompt_sets.splits import disjoint_splits, split_evenly, write_splits
 
 SEED = 20261202
 NUM_TRAIN = 1500
 NUM_TEST = 150
-OUT_DIR = Path(__file__).resolve().parent / "dialogue_summaries"
+OUT_DIR = SHIPPED / "dialogue_summaries"
 
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 WEEKDAYS = DAYS[:5]
