@@ -9,6 +9,7 @@ the engine process logs its own error first). The engine is started before the H
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
@@ -45,7 +46,17 @@ async def _serve(config: ServerConfig, server_config: uvicorn.Config) -> None:
         _fail(f"the engine did not start (its error is logged above): {' '.join(str(e).split())}")
     try:
         server_config.app = create_app(config, engine)
-        await uvicorn.Server(server_config).serve()
+        server = uvicorn.Server(server_config)
+        serving = asyncio.ensure_future(server.serve())
+        if config.port_file is not None:
+            while not (server.started or serving.done()):
+                await asyncio.sleep(0.05)
+            if server.started:
+                port = server.servers[0].sockets[0].getsockname()[1]
+                written = config.port_file.with_name(config.port_file.name + ".tmp")
+                written.write_text(f"{port}\n")
+                written.replace(config.port_file)  # whole, never half written, when a reader sees it
+        await serving
     finally:
         engine.shutdown()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -26,7 +27,12 @@ class ServerConfig(BaseSettings):
     )
     served_model_name: str | None = Field(None, description="Name reported to clients (default: --model).")
     host: str = Field("127.0.0.1", description="Bind address; use 0.0.0.0 only behind a trusted network.")
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on; 0: a free one the kernel picks.")
+    port_file: Path | None = Field(
+        None,
+        description="Write the port listened on to this file once the server listens (the engine loads "
+        "first): with --port 0, a free port without the race of choosing one beforehand.",
+    )
     api_key: str | None = Field(
         None, description="If set, every route but /health needs 'Authorization: Bearer <key>'."
     )

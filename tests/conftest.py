@@ -85,27 +85,54 @@ def _free_port() -> int:
 
 
 class Server:
-    """A `python -m rollout_server` subprocess."""
+    """A `python -m rollout_server` subprocess, on a port the kernel picks when it binds (`--port 0
+    --port-file`): no port is chosen beforehand and taken by another process meanwhile."""
 
     def __init__(self, model: Path, log: Path, *extra: str, eager: bool = True):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
+        self.port_file = log.with_name(log.name + ".port")
+        self.port_file.unlink(missing_ok=True)
+        self.port, self.url = 0, ""
         env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "0-1")}
-        cmd = [sys.executable, "-m", "rollout_server", "--model", str(model), "--port", str(self.port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "rollout_server",
+            "--model",
+            str(model),
+            "--port-file",
+            str(self.port_file),
+        ]
         cmd += ["--dtype", "float32", "--max-model-len", str(MAX_MODEL_LEN), "--kv-cache-gib", "0.25", *extra]
         cmd += ["--enforce-eager"] if eager else []
-        self._start = lambda: subprocess.Popen(
-            cmd, stdout=log.open("a"), stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        self._start = lambda port: subprocess.Popen(
+            [*cmd, "--port", str(port)], stdout=log.open("a"), stderr=subprocess.STDOUT, env=env, cwd=ROOT
         )
-        self.proc = self._start()
+        self.proc = self._start(0)
 
     def restart(self) -> None:
-        """Start it again on the same port (after a kill); `wait_ready` waits for it."""
-        self.proc = self._start()
+        """Start it again on the same port (after a kill: its clients know that address); `wait_ready`
+        waits for it."""
+        self.proc = self._start(self.port)
+
+    def wait_listening(self, timeout_s: float = 300.0) -> None:
+        """Until the server listens (its engine is loaded): its port and URL are known from then on."""
+        deadline = time.monotonic() + timeout_s
+        while not self.port_file.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.log.read_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"server not listening after {timeout_s}s:\n{self.log.read_text()[-4000:]}"
+                )
+            time.sleep(0.2)
+        self.port = int(self.port_file.read_text())
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout_s: float = 300.0) -> None:
         deadline = time.monotonic() + timeout_s
+        if not self.port:
+            self.wait_listening(timeout_s)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.log.read_text()[-4000:]}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 
 BUSY = (
@@ -21,10 +20,7 @@ class FaultyProxy:
         self.target_port = target_port
         self.mode = "up"
         self.connections = 0  # accepted while up, drop or busy
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0  # the kernel picks it at the first "up"; later ones listen on it again
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()  # live connections, cut when the mode changes
@@ -32,6 +28,7 @@ class FaultyProxy:
         self._flowing.set()
         threading.Thread(target=self._loop.run_forever, daemon=True).start()
         self.set("up")
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def set(self, mode: str) -> None:
         """Switch the failure mode; "down" closes the listening socket (connections are refused)."""
@@ -55,6 +52,7 @@ class FaultyProxy:
             self._server = await asyncio.start_server(
                 self._handle, "127.0.0.1", self.port, reuse_address=True
             )
+            self.port = self._server.sockets[0].getsockname()[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

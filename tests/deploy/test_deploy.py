@@ -363,15 +363,19 @@ def _service_commands(env: dict) -> dict[str, dict]:
 def compose_stack(tiny_models, tmp_path_factory):
     """ray-head, ray-worker and teacher started from their compose command lines; stopped afterwards."""
     tmp = tmp_path_factory.mktemp("compose")
-    port = _free_port()
     env = {
         "TEACHER_MODEL": str(tiny_models["teacher"]),
         "STUDENT_MODEL": str(tiny_models["student"]),
-        "TEACHER_PORT": str(port),
+        "TEACHER_PORT": "8000",  # rendered so; the teacher below listens where the kernel puts it
         "TEACHER_DTYPE": "float32",
         "SKD_OUTPUTS": str(tmp / "outputs"),
     }
     services = _service_commands(env)
+    # On one machine beside other tests no port is certain to stay free while the engine loads (a minute):
+    # the teacher takes one from the kernel when it binds and says which (--port 0 --port-file).
+    teacher_cmd, port_file = services["teacher"]["command"], tmp / "teacher.port"
+    teacher_cmd[teacher_cmd.index("--port") + 1] = "0"
+    teacher_cmd += ["--port-file", str(port_file)]
     # compiled engines, as users run the stack (the other tests' engines run eager: tests/conftest.py)
     base_env = {k: v for k, v in os.environ.items() if k != "SKD_ENFORCE_EAGER"}
     base_env.update({"PATH": f"{VENV_BIN}:{os.environ['PATH']}", "SKD_CACHE_DIR": str(tmp / "cache")})
@@ -398,6 +402,9 @@ def compose_stack(tiny_models, tmp_path_factory):
         head_ready = [sys.executable, *services["ray-head"]["healthcheck"][2:]]  # ["CMD", "python", ...]
         _wait(lambda: subprocess.run(head_ready, cwd=ROOT).returncode == 0, "ray head", tmp / "head.log")
         start("ray-worker", "worker.log")
+        _wait(port_file.exists, "teacher", tmp / "teacher.log", teacher)
+        port = int(port_file.read_text())
+        env["TEACHER_PORT"] = str(port)  # what the job's command is rendered with (_submit)
         _wait(
             lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200,
             "teacher",

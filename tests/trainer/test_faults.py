@@ -357,6 +357,7 @@ def test_a_memory_bound_turns_health_red_so_a_supervisor_restarts_the_server(tin
 
     srv = Server(tiny_models["teacher"], tmp_path / "small.log", "--max-memory-gib", "0.05")
     try:
+        srv.wait_listening()  # (its /health never answers 200: the bound is below its own size)
 
         def answered() -> httpx.Response | None:
             assert srv.proc.poll() is None, srv.log.read_text()[-3000:]
