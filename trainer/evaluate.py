@@ -31,7 +31,7 @@ from shared.protocol import (
     TeacherTargets,
 )
 from shared.skd import in_top_k
-from trainer.config import RunConfig
+from trainer.config import RunConfig, TeacherConfig
 from trainer.data.tasks import Example, score_set_items
 from trainer.learner.interface import Learner
 from trainer.outputs import metrics as m
@@ -87,7 +87,7 @@ class Evaluator:
 
     async def _teacher_responses(self) -> tuple[list[list[int]], list[TeacherTargets]]:
         """The teacher's own greedy responses to the held-out prompts, with its targets along them."""
-        async with teacher_client(self.cfg, self.urls) as client:
+        async with teacher_client(self.cfg.part(TeacherConfig), self.urls) as client:
             req = GenerateRequest(
                 items=[GenerateItem(prompt_ids=p) for p in self.prompts],
                 max_tokens=self.cfg.max_new_tokens,
@@ -114,7 +114,7 @@ class Evaluator:
         }
 
     async def _teacher_targets(self, responses: list[list[int]]) -> list[TeacherTargets]:
-        async with teacher_client(self.cfg, self.urls) as client:
+        async with teacher_client(self.cfg.part(TeacherConfig), self.urls) as client:
             items = [ScoreItem(token_ids=p + r, start=len(p)) for p, r in zip(self.prompts, responses)]
             return (await client.score(ScoreRequest(items=items, num_logprobs=self.k_scored))).items
 

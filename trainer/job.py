@@ -22,7 +22,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from trainer.config import RunConfig
+from trainer.config import OutputConfig, RunConfig
 from trainer.errors import RunError
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def run_job(cfg: RunConfig) -> Path | None:
             from trainer.teacher.preflight import run_checks
 
             run_checks(cfg, teacher_path, student_path, urls, info.vocab_size)
-        cluster.connect(cfg)
+        cluster.connect(cfg.part(OutputConfig))
         check_learner(cfg, cluster.resources())
         run = setup(cfg, out, student_path, checkpoint, urls, info, prompts, trackers)
         try:
@@ -108,9 +108,9 @@ def check_before_work(cfg: RunConfig, checkpoint: Path | None) -> None:
     if checkpoint is not None and (checkpoint / ADAPTER_DIR).is_dir() != (cfg.lora_rank > 0):
         trained = "with" if cfg.lora_rank == 0 else "without"
         raise RunError(f"--resume: {checkpoint} was trained {trained} LoRA; resume with its lora_rank")
-    if address := cluster.ray_address(cfg):
+    if address := cluster.ray_address(cfg.part(OutputConfig)):
         cluster.probe(address)  # a wrong address fails here, before the teacher starts
-    check_learner(cfg, None if cluster.ray_address(cfg) else local_cluster())
+    check_learner(cfg, None if cluster.ray_address(cfg.part(OutputConfig)) else local_cluster())
     if cfg.comet_model and importlib.util.find_spec("comet") is None:
         raise RunError("invalid configuration: comet_model needs unbabel-comet: pip install 'skd[comet]'")
     if cfg.push_to_hub:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainer.config import RunConfig
+from trainer.config import DataConfig, RunConfig
 from trainer.data.tasks import (
     Columns,
     DataOptions,
@@ -16,7 +16,7 @@ from trainer.errors import RunError
 from trainer.records import Prompt
 
 
-def encode(index: int, example: Example, tokenizer, cfg: RunConfig) -> Prompt:
+def encode(index: int, example: Example, tokenizer, cfg: DataConfig) -> Prompt:
     """A prompt with its reference (if any) tokenised and cut to `max_new_tokens`, ending in EOS."""
     ids = encode_prompt(
         example, tokenizer, max_prompt_len=cfg.max_prompt_len, system_prompt=cfg.system_prompt
@@ -29,7 +29,7 @@ def encode(index: int, example: Example, tokenizer, cfg: RunConfig) -> Prompt:
     return Prompt(index=index, prompt_ids=ids, reference_ids=ref)
 
 
-def data_options(cfg: RunConfig) -> DataOptions:
+def data_options(cfg: DataConfig) -> DataOptions:
     columns = Columns(prompt=cfg.prompt_column, reference=cfg.reference_column, task=cfg.task)
     return DataOptions(columns=columns, train_split=cfg.train_split, eval_split=cfg.eval_split)
 
@@ -40,7 +40,7 @@ def load_examples_for(cfg: RunConfig) -> tuple[list[Example], list[Example], str
     eval_data given: its eval split (a single file: all of it). Unset: `eval_fraction` of train_data held
     out, else train_data's own eval split, else (a source without one) num_eval_prompts rows held out.
     """
-    options = data_options(cfg)
+    options = data_options(cfg.part(DataConfig))
     train = load_examples(cfg.train_data, split="train", options=options)
     if cfg.eval_data is not None:
         try:
@@ -86,11 +86,12 @@ def load_prompts(cfg: RunConfig, tokenizer) -> tuple[list[Prompt], list[Example]
         raise RunError(f"bad data: {e}") from None
     if why := missing_references(cfg, train):
         raise RunError(why)
+    data = cfg.part(DataConfig)
     try:
         return (
-            [encode(i, ex, tokenizer, cfg) for i, ex in enumerate(train)],
+            [encode(i, ex, tokenizer, data) for i, ex in enumerate(train)],
             evals,
-            [encode(i, ex, tokenizer, cfg).prompt_ids for i, ex in enumerate(evals)],
+            [encode(i, ex, tokenizer, data).prompt_ids for i, ex in enumerate(evals)],
         )
     except ValueError as e:
         raise RunError(f"bad prompt: {e}") from None

@@ -19,7 +19,7 @@ from pathlib import Path
 import ray
 import torch
 
-from trainer.config import RunConfig
+from trainer.config import LearnerConfig, RunConfig
 from trainer.learner.interface import Learner
 from trainer.learner.local import LocalLearner, micro_batches, resolve_device
 from trainer.learner.model import check_dtype_supported
@@ -85,7 +85,7 @@ def check_fits(cfg: RunConfig, cluster: dict[str, float] | None) -> None:
     what it has in all; None: not known yet, checked once connected)."""
     if cfg.num_learner_workers == 1 or cfg.learner_num_gpus == 0:
         device = resolve_device(cfg.trainer_device) if cfg.num_learner_workers == 1 else torch.device("cpu")
-        check_dtype_supported(cfg, device)
+        check_dtype_supported(cfg.part(LearnerConfig), device)
     if cluster is not None:
         check_resources(cfg, cluster)
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, get_scheduler
 
-from trainer.config import LossKind, RunConfig
+from trainer.config import LearnerConfig, LossKind, RunConfig
 from trainer.learner.loss import ResponseLoss, collate
 from trainer.learner.model import ADAPTER_DIR, check_dtype_supported, load_student, make_optimizer, wrap
 from trainer.outputs.checkpoints import STATE_FILE, checkpoint_dir
@@ -55,18 +55,19 @@ class LocalLearner:
     ):
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         self.device = device or resolve_device(cfg.trainer_device)
-        check_dtype_supported(cfg, self.device)
+        mine = cfg.part(LearnerConfig)  # what the model, its wrapping and its optimizer are built from
+        check_dtype_supported(mine, self.device)
         if cfg.trainer_threads:
             torch.set_num_threads(cfg.trainer_threads)
         torch.manual_seed(cfg.seed)
         # A LoRA checkpoint holds the adapter (the base is the frozen student); otherwise the whole model.
         lora_resume = checkpoint is not None and cfg.lora_rank > 0
         weights = model_path if cfg.lora_rank or checkpoint is None else checkpoint
-        lm = load_student(cfg, weights, checkpoint / ADAPTER_DIR if lora_resume else None)
+        lm = load_student(mine, weights, checkpoint / ADAPTER_DIR if lora_resume else None)
         self.lora_scalings = lora_scalings(lm)
         self.loss_module = ResponseLoss(lm, cfg.loss_chunk_tokens, cfg.jsd_beta)
-        self.model = wrap(self.loss_module, cfg, self.device, world_size, sharded)
-        self.optimizer = make_optimizer(cfg, self.model)
+        self.model = wrap(self.loss_module, mine, self.device, world_size, sharded)
+        self.optimizer = make_optimizer(mine, self.model)
         self.scheduler = get_scheduler(
             cfg.lr_schedule if cfg.lr_schedule != "constant" else "constant_with_warmup",
             self.optimizer,

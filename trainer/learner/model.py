@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from trainer.config import RunConfig
+from trainer.config import LearnerConfig
 from trainer.learner.loss import ResponseLoss
 
 ADAPTER_DIR = "adapter"  # a checkpoint's peft adapter, beside the merged HF model
@@ -33,13 +33,13 @@ def has_native_bf16(device: torch.device) -> bool:
     return True
 
 
-def check_dtype_supported(cfg: RunConfig, device: torch.device) -> None:
+def check_dtype_supported(cfg: LearnerConfig, device: torch.device) -> None:
     """`learner_dtype=bf16` needs bf16 arithmetic on the device."""
     if cfg.learner_dtype == "bf16" and not has_native_bf16(device):
         raise ValueError(f"learner_dtype=bf16: device {device} has no native bf16 arithmetic; use fp32")
 
 
-def load_student(cfg: RunConfig, model_path: str | Path, adapter: Path | None = None) -> torch.nn.Module:
+def load_student(cfg: LearnerConfig, model_path: str | Path, adapter: Path | None = None) -> torch.nn.Module:
     """The causal LM (with peft adapters when `lora_rank`), on the CPU, in training mode."""
     base_dtype = torch.bfloat16 if cfg.lora_rank and cfg.learner_dtype == "bf16" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=base_dtype)
@@ -70,7 +70,11 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
 
 
 def wrap(
-    module: ResponseLoss, cfg: RunConfig, device: torch.device, world_size: int, sharded: bool | None = None
+    module: ResponseLoss,
+    cfg: LearnerConfig,
+    device: torch.device,
+    world_size: int,
+    sharded: bool | None = None,
 ) -> torch.nn.Module:
     """The module to run forward/backward on: itself (1 worker), FSDP2-sharded or DDP-wrapped. `sharded`
     (default: more than one worker) wraps a single rank too, in a process group of one (scripts/gpu_check.sh
@@ -92,7 +96,7 @@ def wrap(
     return module
 
 
-def make_optimizer(cfg: RunConfig, module: torch.nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(cfg: LearnerConfig, module: torch.nn.Module) -> torch.optim.Optimizer:
     """AdamW over the trainable weights, no weight decay on biases and norms."""
     decay, no_decay = [], []
     for name, p in module.named_parameters():

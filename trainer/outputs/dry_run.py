@@ -12,7 +12,7 @@ import json
 import math
 from pathlib import Path
 
-from trainer.config import RunConfig
+from trainer.config import DataConfig, OutputConfig, RunConfig
 from trainer.outputs.hub import hub_repo
 
 
@@ -71,7 +71,8 @@ def _data(cfg: RunConfig, student: Path, train: list, evals: list, origin: str) 
 
     tokenizer = AutoTokenizer.from_pretrained(student)
     whole = cfg.model_copy(update={"max_prompt_len": 10**9})
-    lengths = [len(encode(i, ex, tokenizer, whole).prompt_ids) for i, ex in enumerate(train)]
+    data = whole.part(DataConfig)
+    lengths = [len(encode(i, ex, tokenizer, data).prompt_ids) for i, ex in enumerate(train)]
     truncated = sum(n > cfg.max_prompt_len for n in lengths)
     with_ref = sum(ex.reference is not None for ex in train)
     tasks = sorted({ex.task for ex in train})
@@ -112,5 +113,5 @@ def _plan(cfg: RunConfig, num_train: int, num_eval: int) -> list[str]:
         f"- outputs: {cfg.output_dir}; trackers: {', '.join(cfg.report_to) or 'none'}",
     ]
     if cfg.push_to_hub:
-        lines.append(f"- push_to_hub: the final checkpoint to {hub_repo(cfg)}")
+        lines.append(f"- push_to_hub: the final checkpoint to {hub_repo(cfg.part(OutputConfig))}")
     return lines

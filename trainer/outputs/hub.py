@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from shared.errors import first_line
-from trainer.config import RunConfig
+from trainer.config import OutputConfig, RunConfig
 from trainer.errors import RunError
 
 logger = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ def _cell(v) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")
 
 
-def hub_repo(cfg: RunConfig) -> str:
+def hub_repo(cfg: OutputConfig) -> str:
     """The repo a run pushes to: hub_model_id, else the output dir's name (resolved: `--output_dir=.`
     names the current dir)."""
     return cfg.hub_model_id or Path(cfg.output_dir).resolve().name
@@ -246,7 +246,7 @@ def hub_repo(cfg: RunConfig) -> str:
 def check_push(cfg: RunConfig) -> None:
     """push_to_hub fails here, before any work, when the hub, a token or the repo is not usable."""
     try:
-        check_hub_access(hub_repo(cfg), None)
+        check_hub_access(hub_repo(cfg.part(OutputConfig)), None)
     except RuntimeError as e:
         raise RunError(str(e)) from None
 
@@ -260,9 +260,10 @@ def push(cfg: RunConfig, checkpoint: Path, records: list[dict]) -> None:
     embedded = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded defaults are made from
     student = embedded if cfg.student_model == "default" else cfg.student_model
     teacher = embedded if cfg.teacher_model == "default" else cfg.teacher_model
-    card = model_card(hub_repo(cfg), student, teacher, cfg.method, metrics, config)
+    repo = hub_repo(cfg.part(OutputConfig))
+    card = model_card(repo, student, teacher, cfg.method, metrics, config)
     try:
-        url = push_checkpoint(checkpoint, hub_repo(cfg), None, card, private=cfg.hub_private)
+        url = push_checkpoint(checkpoint, repo, None, card, private=cfg.hub_private)
     except RuntimeError as e:
         raise RunError(f"{e} (the checkpoint is kept at {checkpoint}; upload it by hand)") from None
     logger.info("pushed the student to %s", url)

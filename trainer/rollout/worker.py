@@ -26,7 +26,7 @@ from collections import defaultdict
 import numpy as np
 import ray
 
-from trainer.config import RunConfig
+from trainer.config import RunConfig, TeacherConfig
 from trainer.methods import METHODS, InFlight, Method, RolloutEnv, Speculative
 from trainer.records import Prompt
 from trainer.weights.buckets import iter_tensors, unpack
@@ -68,7 +68,7 @@ class RolloutWorker:
         self.cfg, self.actor, self.method = cfg, actor, method or METHODS[cfg.method](cfg)
         self.prompts, self.samples = queues
         engine = StudentEngine(student_path, cfg, cfg.max_prompt_len + cfg.max_new_tokens + 1)
-        client = teacher_client(cfg, teacher_urls)
+        client = teacher_client(cfg.part(TeacherConfig), teacher_urls)
         self.env = RolloutEnv(
             cfg, engine, client, np.random.default_rng([cfg.seed, actor]), frozenset(eos_ids)
         )

@@ -28,7 +28,7 @@ from shared.client import (
 from shared.engine_settings import engine_dtype
 from shared.protocol import ServerInfo
 from trainer.cluster import free_port
-from trainer.config import RunConfig
+from trainer.config import RunConfig, TeacherConfig
 from trainer.errors import RunError
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class TeacherError(RunError):
         super().__init__(f"teacher: {why}")
 
 
-def client(cfg: RunConfig, urls: list[str]) -> TeacherClient:
+def client(cfg: TeacherConfig, urls: list[str]) -> TeacherClient:
     """The rollout's client of the teacher URLs, with this run's key and outage limit."""
     return TeacherClient(urls, api_key=cfg.teacher_key(), outage_s=cfg.teacher_outage_s)
 
