@@ -133,6 +133,7 @@ def main() -> None:
     ap.add_argument("--student", help="R1: student model dir (default: the pruned initialisation)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/training.json"))
     args = ap.parse_args()
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address="local", include_dashboard=False, log_to_driver=False)
     results = {}
@@ -150,5 +151,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

@@ -248,6 +248,7 @@ async def main() -> None:
     ap.add_argument("--only", choices=["p1", "p2"])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/verify.json"))
     args = ap.parse_args()
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     model = teacher_path(args.teacher)
     results: dict = {"teacher": str(model), "args": {k: str(v) for k, v in vars(args).items()}}
     trace = None
@@ -263,5 +264,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     asyncio.run(main())

@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     from trainer.teacher.service import teacher_service
 
     args = parse_args(argv)
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     cfg = RunConfig(
@@ -323,5 +324,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     from trainer.models import resolve_models
 
     args = parse_args(argv)
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     teacher, student = resolve_models(RunConfig(teacher_model=args.teacher_model))
     if args.one is not None:
         print(json.dumps(measure_one(args, teacher, args.one)))
@@ -171,5 +172,4 @@ def draft_figures(r: dict, base: dict) -> dict:
 
 
 if __name__ == "__main__":
-    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

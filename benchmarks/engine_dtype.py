@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="interleaved passes over the dtypes")
     ap.add_argument("--one", nargs=2, metavar=("MODEL", "DTYPE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     if args.one:
         print("RESULT " + json.dumps(measure(*args.one)), flush=True)
         return
@@ -73,5 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    reaper.start()
     main()

@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("outputs/eval_cost"))
     ap.add_argument("extra", nargs="*", help="trainer flags for both runs (after --)")
     args = ap.parse_args()
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     results = {way: run_once(args.out, flag, args.extra) for way, flag in WAYS.items()}
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     head = ["evaluation", "wall s", "eval s (loop)", "eval share", "loop s per part", "dropped stale"]
@@ -97,5 +98,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    reaper.start()
     main()

@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
     args = ap.parse_args(argv)
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0-1")
     runs = {"A": run_a, "B": run_b}
     with tempfile.TemporaryDirectory() as d:
@@ -157,5 +158,4 @@ def _rounded(x):
 
 
 if __name__ == "__main__":
-    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

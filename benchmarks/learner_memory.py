@@ -150,6 +150,7 @@ def main() -> None:
     ap.add_argument("--workers-only", action="store_true")
     ap.add_argument("--no-workers", action="store_true")
     args = ap.parse_args()
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     if args.only:
         print("RESULT " + json.dumps(one_setting(args.only, args.tokens, args.batch, args.steps)))
         return
@@ -200,5 +201,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

@@ -184,6 +184,7 @@ def main() -> None:
     ap.add_argument("--server-args", nargs=argparse.REMAINDER, default=[], help="more server options (last)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/load_test.json"))
     args = ap.parse_args()
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
 
     model = teacher_path(args.teacher)
     windows = prompts(model, 512, args.prompt_len)
@@ -207,5 +208,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

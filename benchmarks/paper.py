@@ -610,6 +610,7 @@ def main(argv: list[str] | None = None) -> None:
     from trainer.models import resolve_models
 
     args = parse_args(argv)
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     base_teacher, _ = resolve_models(RunConfig(teacher_model="default", student_model="default"))
@@ -628,5 +629,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

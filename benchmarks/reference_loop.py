@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reference_only", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "reference_loop.json")
     args = ap.parse_args(argv)
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     cfg = RunConfig(teacher_model=args.teacher_model, student_model=args.student or "default")
     teacher_dir, student_dir = resolve_models(cfg)
     results = {"reference": reference_throughput(args.seconds, args.dtype, cfg, teacher_dir, student_dir)}
@@ -174,5 +175,4 @@ def system_throughput(seconds: float, cfg, teacher_dir: Path, student: str) -> l
 
 
 if __name__ == "__main__":
-    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kv_cache_gib", type=float, default=1.0, help="KV cache of each engine")
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "rollout_speed.json")
     args = ap.parse_args(argv)
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     models = RunConfig(teacher_model=args.teacher_model, student_model=args.student or "default")
     teacher_dir, student = resolve_models(models)
@@ -189,5 +190,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

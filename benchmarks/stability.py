@@ -198,6 +198,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("outputs/stability"))
     ap.add_argument("extra", nargs="*", help="trainer flags for every run (after --)")
     args = ap.parse_args()
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     series = versions(args.ref, args.variant)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -215,5 +216,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    reaper.start()
     main()

@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "time_to_quality")
     ap.add_argument("extra", nargs="*", help="trainer flags for every variant, after --")
     args = ap.parse_args(argv)
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     rows = []
     for i, variant in enumerate(args.variants):
         flags = [f"--{setting.removeprefix('--')}" for setting in variant.split()]
@@ -104,5 +105,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kv-cache-gib", type=float, default=0.25)
     ap.add_argument("--phase", choices=["merged", "lora"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     if args.phase:  # child: one engine, results as JSON on the last stdout line
         try:
             result = (phase_merged if args.phase == "merged" else phase_lora)(args)
@@ -265,5 +266,4 @@ def report(args, m: dict, lo: dict) -> None:
 
 
 if __name__ == "__main__":
-    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

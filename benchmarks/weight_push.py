@@ -121,6 +121,7 @@ def main() -> None:
         help="135m: SmolLM2-135M-Instruct itself as the student; pruned: it with every 2nd layer kept",
     )  # fmt: skip
     args = ap.parse_args()
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0-1")
     from ray.util.queue import Queue
@@ -185,5 +186,4 @@ def print_table(title: str, rows: dict) -> None:
 
 
 if __name__ == "__main__":
-    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

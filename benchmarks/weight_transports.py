@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=16, help="LoRA rank (all linear layers)")
     ap.add_argument("--actors", type=int, default=2)
     args = ap.parse_args()
+    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9 (after --help: it starts nothing)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from ray.util.queue import Queue
 
@@ -129,5 +130,4 @@ def print_table(rows: dict, checks: dict, title: str) -> None:
 
 
 if __name__ == "__main__":
-    reaper.start()  # nothing it starts outlives it: Ctrl-C, kill, kill -9
     main()

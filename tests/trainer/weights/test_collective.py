@@ -123,7 +123,7 @@ def test_actors_take_pushes_by_broadcast_as_by_the_object_store_and_survive_a_de
     second = ray.get([a.generate_greedy.remote(PROMPTS, 4, min_version=3) for a in actors])
     transport.wait()
     assert transport.broadcasts == 2 and [s[0] for s in second] == [3, 3]
-    assert second[0][1] == second[1][1] == dense_greedy(learner.lm, PROMPTS, 4) != greedy[0][1]
+    assert second[0][1] == second[1][1] == dense_greedy(learner.lm, PROMPTS, 4)  # (x1.01: the same argmax)
     sums = ray.get([a.weight_sums.remote() for a in actors])
     assert sums[0] == sums[1] != by_broadcast[0]
 
