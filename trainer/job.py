@@ -22,7 +22,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from trainer.config import OutputConfig, RunConfig
+from trainer.config import OutputConfig, RunConfig, TeacherConfig
 from trainer.errors import RunError
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,9 @@ def run_job(cfg: RunConfig) -> Path | None:
         if cfg.preflight:
             from trainer.teacher.preflight import run_checks
 
-            run_checks(cfg, teacher_path, student_path, urls, info.vocab_size)
+            run_checks(
+                cfg.part(TeacherConfig), teacher_path, student_path, urls, info.vocab_size, cfg.num_logprobs
+            )
         cluster.connect(cfg.part(OutputConfig))
         check_learner(cfg, cluster.resources())
         run = setup(cfg, out, student_path, checkpoint, urls, info, prompts, trackers)

@@ -34,13 +34,13 @@ def data_options(cfg: DataConfig) -> DataOptions:
     return DataOptions(columns=columns, train_split=cfg.train_split, eval_split=cfg.eval_split)
 
 
-def load_examples_for(cfg: RunConfig) -> tuple[list[Example], list[Example], str]:
-    """(train examples, held-out examples, where the held-out ones come from).
+def load_examples_for(cfg: DataConfig, *, seed: int) -> tuple[list[Example], list[Example], str]:
+    """(train examples, held-out examples, where the held-out ones come from); `seed` picks the rows held out.
 
     eval_data given: its eval split (a single file: all of it). Unset: `eval_fraction` of train_data held
     out, else train_data's own eval split, else (a source without one) num_eval_prompts rows held out.
     """
-    options = data_options(cfg.part(DataConfig))
+    options = data_options(cfg)
     train = load_examples(cfg.train_data, split="train", options=options)
     if cfg.eval_data is not None:
         try:
@@ -49,21 +49,23 @@ def load_examples_for(cfg: RunConfig) -> tuple[list[Example], list[Example], str
             evals = load_examples(cfg.eval_data, split="train", options=options)
         origin = cfg.eval_data
     elif cfg.eval_fraction > 0:
-        train, evals = _hold_out(cfg, train, max(1, round(cfg.eval_fraction * len(train))))
+        train, evals = _hold_out(cfg, seed, train, max(1, round(cfg.eval_fraction * len(train))))
         origin = f"{cfg.eval_fraction:.0%} of {cfg.train_data}, held out"
     else:
         try:
             evals = load_examples(cfg.train_data, split="eval", options=options)
             origin = f"{cfg.train_data} (eval split)"
         except NoEvalSplit:
-            train, evals = _hold_out(cfg, train, cfg.num_eval_prompts)
+            train, evals = _hold_out(cfg, seed, train, cfg.num_eval_prompts)
             origin = f"{cfg.num_eval_prompts} rows of {cfg.train_data}, held out (set eval_data to choose)"
     return train, evals[: cfg.num_eval_prompts], origin
 
 
-def _hold_out(cfg: RunConfig, train: list[Example], n: int) -> tuple[list[Example], list[Example]]:
+def _hold_out(
+    cfg: DataConfig, seed: int, train: list[Example], n: int
+) -> tuple[list[Example], list[Example]]:
     try:
-        return hold_out(train, n, cfg.seed)
+        return hold_out(train, n, seed)
     except ValueError as e:
         raise RunError(
             f"train_data {cfg.train_data}: {e}; set eval_data, or lower num_eval_prompts / eval_fraction"
@@ -81,7 +83,7 @@ def missing_references(cfg: RunConfig, train: list[Example]) -> str | None:
 def load_prompts(cfg: RunConfig, tokenizer) -> tuple[list[Prompt], list[Example], list[list[int]]]:
     """(training prompts, held-out examples, their prompt ids). A bad row or source stops with one line."""
     try:
-        train, evals, _ = load_examples_for(cfg)
+        train, evals, _ = load_examples_for(cfg.part(DataConfig), seed=cfg.seed)
     except ValueError as e:  # a bad row, file or spec: the message names it
         raise RunError(f"bad data: {e}") from None
     if why := missing_references(cfg, train):

@@ -39,7 +39,7 @@ def describe(cfg: RunConfig, teacher: Path, student: Path, teacher_name: str, st
     """The dry-run report (see the module docstring)."""
     from trainer.data.prompts import load_examples_for
 
-    train, evals, origin = load_examples_for(cfg)
+    train, evals, origin = load_examples_for(cfg.part(DataConfig), seed=cfg.seed)
     config = json.dumps(cfg.model_dump(mode="json"), indent=2, default=str)
     lines = ["# SKD dry run (nothing started)", "", "## Config", "", config, ""]
     lines += _models(cfg, teacher, student, teacher_name, student_name)

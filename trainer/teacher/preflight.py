@@ -19,7 +19,7 @@ import httpx
 
 from shared.client import TeacherEndpoint, TeacherRefused
 from shared.protocol import ScoreItem, ScoreRequest, TeacherTargets
-from trainer.config import RunConfig
+from trainer.config import TeacherConfig
 from trainer.errors import RunError
 
 logger = logging.getLogger(__name__)
@@ -116,12 +116,17 @@ def replicas_agree(scored: dict[str, TeacherTargets], tolerance: float) -> None:
 
 
 def run_checks(
-    cfg: RunConfig, teacher_dir: Path, student_dir: Path, urls: list[str], vocab_size: int
+    cfg: TeacherConfig,
+    teacher_dir: Path,
+    student_dir: Path,
+    urls: list[str],
+    vocab_size: int,
+    num_logprobs: int,
 ) -> None:
     from transformers import AutoTokenizer
 
     ids = chat_templates(teacher_dir, AutoTokenizer.from_pretrained(student_dir))
-    scored = score(urls, cfg.teacher_key(), ids, min(cfg.num_logprobs, 20))
+    scored = score(urls, cfg.teacher_key(), ids, min(num_logprobs, 20))
     if not scored:
         raise PreflightFailed("teacher_peaked", "no teacher URL answered the probe")
     teacher_peaked(next(iter(scored.values())), vocab_size)

@@ -135,7 +135,7 @@ def test_a_task_file_holds_out_rows_instead_of_evaluating_on_its_training_rows()
     spec = f"gsm8k:{SAMPLES / 'gsm8k.jsonl'}"
     with pytest.raises(NoEvalSplit):
         load_examples(spec, split="eval")
-    train, evals, origin = load_examples_for(RunConfig(train_data=spec, num_eval_prompts=2))
+    train, evals, origin = load_examples_for(RunConfig(train_data=spec, num_eval_prompts=2), seed=0)
     assert (len(train), len(evals)) == (3, 2) and "held out" in origin
     assert not {e.source for e in train} & {e.source for e in evals}
 

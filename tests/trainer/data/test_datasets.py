@@ -246,25 +246,25 @@ def test_eval_comes_from_the_sources_own_split_or_held_out_rows(tmp_path):
     rows = [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(20)]
     data = str(_jsonl(tmp_path / "d.jsonl", rows))
     # one file, eval_data unset: num_eval_prompts rows held out, disjoint from training, seeded
-    train, evals, origin = load_examples_for(_cfg(train_data=data, num_eval_prompts=5))
+    train, evals, origin = load_examples_for(_cfg(train_data=data, num_eval_prompts=5), seed=0)
     assert (len(train), len(evals)) == (15, 5) and "held out" in origin
     assert not {e.prompt for e in train} & {e.prompt for e in evals}
-    again = load_examples_for(_cfg(train_data=data, num_eval_prompts=5))
+    again = load_examples_for(_cfg(train_data=data, num_eval_prompts=5), seed=0)
     assert [e.prompt for e in again[1]] == [e.prompt for e in evals]
     # eval_fraction
-    train, evals, _ = load_examples_for(_cfg(train_data=data, eval_fraction=0.25))
+    train, evals, _ = load_examples_for(_cfg(train_data=data, eval_fraction=0.25), seed=0)
     assert (len(train), len(evals)) == (15, 5)
     # eval_data named: all of it (up to num_eval_prompts), train untouched
-    train, evals, _ = load_examples_for(_cfg(train_data=data, eval_data=data, num_eval_prompts=4))
+    train, evals, _ = load_examples_for(_cfg(train_data=data, eval_data=data, num_eval_prompts=4), seed=0)
     assert (len(train), len(evals)) == (20, 4)
     # a source with its own eval split keeps it
-    train, evals, _ = load_examples_for(_cfg())
+    train, evals, _ = load_examples_for(_cfg(), seed=0)
     assert (len(train), len(evals)) == (600, 16)
 
 
 def test_impossible_held_out_split_is_a_clear_error(tmp_path):
     data = str(_jsonl(tmp_path / "d.jsonl", [{"prompt": f"q{i}"} for i in range(3)]))
     with pytest.raises(RunError, match=r"cannot hold out 16 of 3.*set eval_data"):
-        load_examples_for(_cfg(train_data=data))
+        load_examples_for(_cfg(train_data=data), seed=0)
     with pytest.raises(ValueError, match="eval_fraction"):
         _cfg(train_data=data, eval_data=data, eval_fraction=0.5)
