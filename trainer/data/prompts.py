@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainer.config import DataConfig, RunConfig
+from trainer.config import DataConfig, RolloutConfig, RunConfig
 from trainer.data.tasks import (
     Columns,
     DataOptions,
@@ -72,7 +72,7 @@ def _hold_out(
         ) from None
 
 
-def missing_references(cfg: RunConfig, train: list[Example]) -> str | None:
+def missing_references(cfg: RolloutConfig, train: list[Example]) -> str | None:
     """Why cfg.method cannot train on these rows (some lack the reference it needs), or None."""
     from trainer.methods import lookup
 
@@ -86,7 +86,7 @@ def load_prompts(cfg: RunConfig, tokenizer) -> tuple[list[Prompt], list[Example]
         train, evals, _ = load_examples_for(cfg.part(DataConfig), seed=cfg.seed)
     except ValueError as e:  # a bad row, file or spec: the message names it
         raise RunError(f"bad data: {e}") from None
-    if why := missing_references(cfg, train):
+    if why := missing_references(cfg.part(RolloutConfig), train):
         raise RunError(why)
     data = cfg.part(DataConfig)
     try:

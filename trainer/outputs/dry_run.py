@@ -12,7 +12,7 @@ import json
 import math
 from pathlib import Path
 
-from trainer.config import DataConfig, OutputConfig, RunConfig
+from trainer.config import DataConfig, OutputConfig, RolloutConfig, RunConfig, TeacherConfig
 from trainer.outputs.hub import hub_repo
 
 
@@ -42,13 +42,15 @@ def describe(cfg: RunConfig, teacher: Path, student: Path, teacher_name: str, st
     train, evals, origin = load_examples_for(cfg.part(DataConfig), seed=cfg.seed)
     config = json.dumps(cfg.model_dump(mode="json"), indent=2, default=str)
     lines = ["# SKD dry run (nothing started)", "", "## Config", "", config, ""]
-    lines += _models(cfg, teacher, student, teacher_name, student_name)
+    lines += _models(cfg.part(TeacherConfig), teacher, student, teacher_name, student_name)
     lines += _data(cfg, student, train, evals, origin)
     lines += _plan(cfg, len(train), len(evals))
     return "\n".join(lines) + "\n"
 
 
-def _models(cfg: RunConfig, teacher: Path, student: Path, teacher_name: str, student_name: str) -> list[str]:
+def _models(
+    cfg: TeacherConfig, teacher: Path, student: Path, teacher_name: str, student_name: str
+) -> list[str]:
     teacher_line = f"- teacher: {teacher_name} -> {teacher}"
     if cfg.teacher_urls:
         teacher_line = f"- teacher: served at {', '.join(cfg.teacher_urls)} (model {teacher_name})"
@@ -85,7 +87,7 @@ def _data(cfg: RunConfig, student: Path, train: list, evals: list, origin: str) 
         f"{truncated:,} longer than max_prompt_len={cfg.max_prompt_len} (cut from the left)",
         f"- held out: {len(evals):,} rows from {origin}",
     ]
-    if why := missing_references(cfg, train):
+    if why := missing_references(cfg.part(RolloutConfig), train):
         lines.append(f"- WARNING: {why}")
     return [*lines, ""]
 
