@@ -130,19 +130,14 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout_s: float = 300.0) -> None:
-        deadline = time.monotonic() + timeout_s
+        from shared.client import TeacherUnavailable, wait_until_healthy
+
         if not self.port:
             self.wait_listening(timeout_s)
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.log.read_text()[-4000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"server not ready after {timeout_s}s:\n{self.log.read_text()[-4000:]}")
+        try:
+            wait_until_healthy(self.url, self.proc, timeout_s)
+        except TeacherUnavailable as e:
+            raise RuntimeError(f"{e}:\n{self.log.read_text()[-4000:]}") from None
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -32,3 +32,10 @@ class Hub:
         for conn in self.held:
             conn.close()
         self.sock.close()
+
+
+def refused_url() -> str:
+    """A hub address that refuses connections (nothing listens there; none can be counted)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"  # closed again on return

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 
 from devtools.tiny_models import build_teacher_and_student
 from tests.conftest import ROOT
+from tests.counting_hub import refused_url
 from tests.hub_cache import make_hub_cache
 
 REPO = "skd-test/tiny-teacher"
@@ -34,12 +34,6 @@ def hf_home(models, tmp_path_factory) -> tuple[Path, list[str]]:
     home = tmp_path_factory.mktemp("hf_home")
     commits = make_hub_cache(models["teacher"], home / "hub", REPO, revisions=2)
     return home, commits
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again on return: connections to it are refused
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
@@ -120,7 +114,7 @@ def test_unreachable_hub_falls_back_to_the_cache_without_retries(hf_home, hub, a
     tried once per request made (model info, and 2.x's agent registry), not in a retry loop."""
     home, commits = hf_home
     down = hub("reset") if answer == "reset" else None
-    env = _env(home, HF_ENDPOINT=down.url if down else f"http://127.0.0.1:{_closed_port()}")
+    env = _env(home, HF_ENDPOINT=down.url if down else refused_url())
     env.pop("HF_HUB_DISABLE_TELEMETRY")  # as users run it: 2.x also fetches an agent registry from the hub
     rc, out, _ = resolve(REPO, env)
     assert rc == 0, out
@@ -151,7 +145,7 @@ def test_silent_hub_falls_back_after_the_etag_timeout(hf_home, hub):
 def test_missing_hub_id_says_what_was_tried_and_how_to_fix(hf_home, hub, hub_state):
     home, _ = hf_home
     counted = hub("reset")
-    endpoint = f"http://127.0.0.1:{_closed_port()}" if hub_state == "refused" else counted.url
+    endpoint = refused_url() if hub_state == "refused" else counted.url
     extra = {"HF_HUB_OFFLINE": "1"} if hub_state == "offline" else {}
     rc, out, _ = resolve("skd-test/absent@v2", _env(home, HF_ENDPOINT=endpoint, **extra))
     assert rc == 3 and len(out.splitlines()) == 1, out

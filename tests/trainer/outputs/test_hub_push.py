@@ -11,17 +11,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.counting_hub import refused_url
 
 REPO = "skd-org/tiny-student"
 TOKEN = "hf_test_write_token"
@@ -32,24 +31,17 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, "HF_HOME": "/nonexistent-hf-home", **extra}
 
 
-def _check_in_subprocess(env: dict[str, str]) -> tuple[int, str, float]:
+def _check_in_subprocess(env: dict[str, str]) -> tuple[int, str]:
     code = (
         "import sys\nfrom trainer.outputs.hub import check_hub_access\n"
         f"try:\n    check_hub_access({REPO!r}, None)\n"
         "except RuntimeError as e:\n    print(e)\n    sys.exit(3)\n"
     )
-    t = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60
     )
     assert "Traceback" not in proc.stderr, proc.stderr
-    return proc.returncode, proc.stdout.strip(), time.monotonic() - t
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return proc.returncode, proc.stdout.strip()
 
 
 # --- check_hub_access: failures, fast -----------------------------------------------------------------------
@@ -57,7 +49,7 @@ def _closed_port() -> int:
 
 def test_offline_fails_fast_and_says_so(hub):
     counted = hub("reset")
-    rc, out, _ = _check_in_subprocess(_env(HF_HUB_OFFLINE="1", HF_TOKEN=TOKEN, HF_ENDPOINT=counted.url))
+    rc, out = _check_in_subprocess(_env(HF_HUB_OFFLINE="1", HF_TOKEN=TOKEN, HF_ENDPOINT=counted.url))
     assert rc == 3 and "HF_HUB_OFFLINE is set" in out and "push_to_hub" in out, out
     assert counted.connections == 0  # decided before any network call
 
@@ -65,8 +57,8 @@ def test_offline_fails_fast_and_says_so(hub):
 @pytest.mark.parametrize("answer", ["refused", "reset"])
 def test_unreachable_hub_fails_fast_and_says_so(hub, answer):
     counted = hub("reset")
-    url = counted.url if answer == "reset" else f"http://127.0.0.1:{_closed_port()}"
-    rc, out, _ = _check_in_subprocess(_env(HF_ENDPOINT=url, HF_TOKEN=TOKEN))
+    url = counted.url if answer == "reset" else refused_url()
+    rc, out = _check_in_subprocess(_env(HF_ENDPOINT=url, HF_TOKEN=TOKEN))
     error = "ConnectError" if answer == "refused" else "RemoteProtocolError"
     assert rc == 3 and f"the hub {url} is not reachable ({error}" in out, out
     assert counted.connections <= 2  # the probe (and 2.x's agent registry): no retry loop
@@ -76,14 +68,14 @@ def test_silent_hub_fails_within_the_timeout(hub):
     """Connections open, nothing answers: the probe's timeout ends it (the subprocess's own 60 s bound
     catches a wait for ever), after one try."""
     silent = hub("silent")
-    rc, out, _ = _check_in_subprocess(_env(HF_ENDPOINT=silent.url, HF_TOKEN=TOKEN))
+    rc, out = _check_in_subprocess(_env(HF_ENDPOINT=silent.url, HF_TOKEN=TOKEN))
     assert rc == 3 and "is not reachable (ReadTimeout" in out, out
     assert 1 <= silent.connections <= 2, silent.connections
 
 
 def test_no_token_says_how_to_log_in(hub):
     counted = hub("reset")
-    rc, out, _ = _check_in_subprocess(_env(HF_ENDPOINT=counted.url))
+    rc, out = _check_in_subprocess(_env(HF_ENDPOINT=counted.url))
     assert rc == 3 and "no Hugging Face token" in out and "HF_TOKEN" in out and "hf auth login" in out, out
     assert counted.connections == 0
 
