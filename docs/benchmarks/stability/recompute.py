@@ -62,6 +62,13 @@ SERIES = {
         ["stability-final/26_layers_lr_3e-4/run0"],
     ),
     "defaults at 60 steps (496bf0a)": ("496bf0a", ["--steps=60"], ["stability-final/60_steps/run0"]),
+    # 2026-12-08, a 2-core Intel Xeon with AMX (bf16 engines), `python trainer/main.py FLAGS` at ff74ec5
+    "Intel: defaults (ff74ec5)": ("ff74ec5", [], ["exp/default"]),
+    "Intel: constant lr": ("ff74ec5", ["--lr_schedule=constant"], ["exp/constant"]),
+    "Intel: batch 16, 3 runs": ("ff74ec5", ["--batch_size=16"], ["exp/b16", "exp/b16_r1", "exp/b16_r2"]),
+    "Intel: batch 16, constant lr": ("ff74ec5", ["--batch_size=16", "--lr_schedule=constant"], ["exp/b16c"]),
+    "Intel: batch 16, lr 2e-4": ("ff74ec5", ["--batch_size=16", "--lr=2e-4"], ["exp/b16lr2"]),
+    "Intel: batch 24": ("ff74ec5", ["--batch_size=24"], ["exp/b24"]),
 }
 
 
@@ -96,7 +103,8 @@ def main() -> None:
     (HERE / "results.json").write_text(json.dumps(results, indent=1))
     (HERE / "summary.md").write_text(
         "# The default job, run after run (issue 37)\n\n"
-        "`benchmarks.stability`'s figures, 2026-12-07, 2-core AMD EPYC (AVX2 only; float32 engines).\n"
+        "`benchmarks.stability`'s figures, 2026-12-07, 2-core AMD EPYC (AVX2 only; float32 engines); "
+        "the series labelled Intel: 2026-12-08, 2-core Intel Xeon with AMX (bf16 engines).\n"
         "Each run's "
         "metrics.jsonl, report.md and held-out responses are in `per_run/`; "
         "`python docs/benchmarks/stability/recompute.py` rewrites this file from them.\n\n" + table(results)
