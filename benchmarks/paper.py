@@ -22,9 +22,13 @@ continues from its last checkpoint, as in benchmarks.compare):
             methods' steps (`Task.long`), seed 0 unless `--seeds` names more: does the ranking hold with
             more budget?
 - report    `outputs/paper/summary.md` + `results.json`: the paper-shaped table (tasks as columns, methods
-            as rows, skd's relative gain over the best baseline), a paired bootstrap interval of skd minus
-            each baseline over held-out items (per item: mean over seeds), per-method acceptance, KL,
-            tokens trained and wall time, the init and budget axes, the K sweep, and plots over steps.
+            as rows), skd minus each of the comparisons fixed before the runs (`COMPARISONS`: on_policy,
+            sft, supervised_kd, teacher_sampling) with a 95% interval that resamples the held-out items
+            (paired) and each method's seeds (benchmarks.intervals) and "significant" where it excludes 0,
+            skd's relative gain over the best baseline by mean (as the paper gives it), per-method
+            acceptance, KL, tokens trained and wall time, the init and budget axes, the K sweep, and plots
+            over steps. The intervals read each run's per-item held-out responses (eval_responses/); where
+            those are missing the comparison says so instead.
 
 Tasks: `word_problems` (GSM8K-shaped, exact match of the final answer) and `dialogue_summaries`
 (DialogSum-shaped, ROUGE-L), generated and shipped under trainer/data/prompt_sets/.
@@ -43,12 +47,16 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import compare
+from benchmarks.intervals import seed_item_bootstrap, significant
 from shared import reaper
 
 ROOT = compare.ROOT
 SETS = "trainer/data/prompt_sets"
 METHODS = ["sft", "supervised_kd", "teacher_sampling", "on_policy", "skd", "mixed"]
 BASELINES = [m for m in METHODS if m not in ("skd", "mixed")]  # mixed is SKD's own mix with sft
+# The comparisons the report makes, fixed before the runs: skd minus each of these, every one reported with
+# its seed-and-item interval (benchmarks.intervals), whichever baseline turns out best.
+COMPARISONS = ("on_policy", "sft", "supervised_kd", "teacher_sampling")
 
 
 @dataclass(frozen=True)
@@ -325,14 +333,48 @@ def paired_bootstrap(
     return float(diff.mean()), float(low), float(high)
 
 
-def per_item_mean(runs: list[dict], method: str, step: int, metric: str) -> np.ndarray:
-    """A method's per-item score averaged over its seeds (the unit the bootstrap resamples)."""
-    return np.mean([item_scores(Path(r["dir"]), step, metric) for r in runs if r["method"] == method], axis=0)
+def seed_scores(runs: list[dict], step: int, metric: str) -> np.ndarray:
+    """The runs' per-item scores at `step`, one row per run (seed): [seeds, items], the unit
+    `seed_item_bootstrap` resamples. Raises FileNotFoundError for a run without its held-out responses."""
+    rows = [item_scores(Path(r["dir"]), step, metric) for r in runs]
+    if len({len(row) for row in rows}) > 1:
+        counts = ", ".join(f"seed {r['seed']}: {len(row)}" for r, row in zip(runs, rows))
+        raise ValueError(f"the seeds were scored on different numbers of held-out items ({counts})")
+    return np.array(rows)
+
+
+def versus(a_runs: list[dict], b_runs: list[dict], step: int, metric: str, labels: tuple[str, str]) -> dict:
+    """The runs `a_runs` (one method, its seeds) minus `b_runs` on the same held-out items: the difference,
+    its 95% interval resampling items (paired) and each side's seeds (benchmarks.intervals), whether that
+    excludes 0, and the items-only interval of the seed means beside it; or {"unavailable": why}."""
+    if missing := [label for label, side in zip(labels, (a_runs, b_runs)) if not side]:
+        return {"unavailable": f"no finished {' or '.join(missing)} run at {step} steps"}
+    try:
+        a, b = seed_scores(a_runs, step, metric), seed_scores(b_runs, step, metric)
+        diff, low, high = seed_item_bootstrap(a, b)
+    except FileNotFoundError as e:
+        return {
+            "unavailable": f"{e}; the seed-and-item interval needs every run's per-item held-out "
+            "responses (eval_responses/ in each run's directory, which docs/benchmarks/paper/ does not keep)"
+        }
+    except ValueError as e:
+        return {"unavailable": str(e)}
+    _, items_low, items_high = paired_bootstrap(a.mean(axis=0), b.mean(axis=0))
+    return {
+        "diff": diff,
+        "ci95": [low, high],
+        "significant": significant(low, high),
+        "ci95_items": [items_low, items_high],  # items only, seeds averaged first: for comparison
+        "items": a.shape[1],
+        "seeds_each": {
+            label: sorted(r["seed"] for r in side) for label, side in zip(labels, (a_runs, b_runs))
+        },
+    }
 
 
 def task_summary(p: Protocol) -> dict:
-    """One task's figures: per method the final metric over seeds, acceptance, KL, tokens, wall; the
-    bootstrap of skd minus the best baseline; the init axis and the K sweep."""
+    """One task's figures: per method the final metric over seeds, acceptance, KL, tokens, wall; skd minus
+    each of the `COMPARISONS`; the init and budget axes and the K sweep."""
     key, task = f"eval/{p.task.metric}", p.task
     runs = p.runs("methods")
     summary: dict = {
@@ -352,21 +394,27 @@ def task_summary(p: Protocol) -> dict:
         mine = [r for r in runs if r["method"] == method]
         if mine:
             summary["methods"][method] = _method_row(mine, key)
-    done = set(summary["methods"])  # the seeds finished so far (each row says how many)
-    baselines = [m for m in BASELINES if m in done]
-    if "skd" in done and baselines:  # the paper's claim is skd over each baseline: each one, item by item
-        steps = p.args("methods", task.methods, p.base_teacher).steps
-        a = per_item_mean(runs, "skd", steps, task.metric)
-        summary["skd_vs"] = {}
-        for baseline in baselines:
-            mean, low, high = paired_bootstrap(a, per_item_mean(runs, baseline, steps, task.metric))
-            summary["skd_vs"][baseline] = {"diff": mean, "ci95": [low, high], "items": len(a)}
-        best = max(baselines, key=lambda m: summary["methods"][m]["metric"][0])
-        summary["skd_vs_best"] = {"baseline": best, **summary["skd_vs"][best]}
+    _add_comparisons(p, runs, summary)
     summary["init"] = {r["method"]: _method_row([r], key) for r in p.runs("init", seeds=[0])}
     summary["budget"] = _budget_summary(p, key)
     _add_ksweep(p, key, runs, summary)
     return summary
+
+
+def _add_comparisons(p: Protocol, runs: list[dict], summary: dict) -> None:
+    """skd minus each of the `COMPARISONS` (all four, fixed before the runs; "unavailable" where a side has
+    not finished or its per-item responses are missing), and the best baseline by mean (picked after the
+    runs), for the paper-shaped table's relative gain only."""
+    steps, metric = p.args("methods", p.task.methods, p.base_teacher).steps, p.task.metric
+    skd = [r for r in runs if r["method"] == "skd"]
+    summary["skd_vs"] = {
+        b: versus(skd, [r for r in runs if r["method"] == b], steps, metric, ("skd", b)) for b in COMPARISONS
+    }
+    baselines = [m for m in BASELINES if m in summary["methods"]]
+    if "skd" in summary["methods"] and baselines:
+        best = max(baselines, key=lambda m: summary["methods"][m]["metric"][0])
+        diff = summary["methods"]["skd"]["metric"][0] - summary["methods"][best]["metric"][0]
+        summary["skd_vs_best"] = {"baseline": best, "diff": diff}
 
 
 def _budget_summary(p: Protocol, key: str) -> dict:
@@ -380,10 +428,9 @@ def _budget_summary(p: Protocol, key: str) -> dict:
     skd_seeds = {r["seed"] for r in long if r["method"] == "skd"}
     for baseline in BASELINES:  # skd minus each baseline it ran beside, on the seeds both finished
         if seeds := sorted(skd_seeds & {r["seed"] for r in long if r["method"] == baseline}):
-            both = [r for r in long if r["seed"] in seeds]
-            a = per_item_mean(both, "skd", steps_long, task.metric)
-            mean, low, high = paired_bootstrap(a, per_item_mean(both, baseline, steps_long, task.metric))
-            budget["versus"][baseline] = {"diff": mean, "ci95": [low, high], "seeds": seeds}
+            a, b = ([r for r in long if r["method"] == m and r["seed"] in seeds] for m in ("skd", baseline))
+            budget["versus"][baseline] = versus(a, b, steps_long, task.metric, ("skd", baseline))
+            budget["versus"][baseline]["seeds"] = seeds
     return budget
 
 
@@ -406,10 +453,10 @@ def _add_ksweep(p: Protocol, key: str, runs: list[dict], summary: dict) -> None:
             seeds = sorted({r["seed"] for r in done} & {r["seed"] for r in runs if r["method"] == "skd"})
             if seeds:  # item by item against skd at K=25 on the seeds both finished
                 steps = p.args("methods", task.methods, p.base_teacher).steps
-                a = per_item_mean([r for r in done if r["seed"] in seeds], "skd", steps, task.metric)
-                b = per_item_mean([r for r in runs if r["seed"] in seeds], "skd", steps, task.metric)
-                mean, low, high = paired_bootstrap(a, b)
-                summary["target_vs_k25"][str(target)] = {"diff": mean, "ci95": [low, high], "seeds": seeds}
+                a = [r for r in done if r["seed"] in seeds]
+                b = [r for r in runs if r["method"] == "skd" and r["seed"] in seeds]
+                row = versus(a, b, steps, task.metric, (f"target {target}", "K=25"))
+                summary["target_vs_k25"][str(target)] = {**row, "seeds": seeds}
 
 
 def _method_row(runs: list[dict], key: str) -> dict:
@@ -452,26 +499,67 @@ def render(summaries: dict[str, dict]) -> str:
     for method in METHODS:
         cells = [_cell(s["methods"].get(method, {}).get("metric")) for s in summaries.values()]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    gains = []
-    for s in summaries.values():
-        versus = s.get("skd_vs_best")
-        if versus is None:
-            gains.append("-")
-            continue
-        best = s["methods"][versus["baseline"]]["metric"][0]
-        rel = f"{100 * versus['diff'] / best:+.0f}%" if best else "n/a"
-        low, high = versus["ci95"]
-        gains.append(f"{rel} vs {versus['baseline']} ({versus['diff']:+.3f}, 95% CI {low:+.3f}..{high:+.3f})")
-    lines.append("| **skd vs best baseline** | " + " | ".join(gains) + " |")
+    for baseline in COMPARISONS:  # fixed before the runs: every one, whichever turned out best
+        cells = [_interval(s.get("skd_vs", {}).get(baseline)) for s in summaries.values()]
+        lines.append(f"| **skd minus {baseline}** | " + " | ".join(cells) + " |")
+    gains = [_gain(s) for s in summaries.values()]
+    lines.append("| skd vs the best baseline by mean (picked after the runs) | " + " | ".join(gains) + " |")
     teacher = [
         s["teacher"].get("served", s["teacher"].get("after", {})).get(s["metric"]) for s in summaries.values()
     ]
     lines.append(
         "| tuned teacher (greedy) | " + " | ".join("-" if t is None else f"{t:.3f}" for t in teacher) + " |"
     )
+    lines += ["", INTERVALS]
     for name, s in summaries.items():
         lines += ["", f"## {name}", "", *_task_lines(s), *_ksweep_lines(s)]
     return "\n".join(lines) + "\n"
+
+
+INTERVALS = (
+    "The intervals are 95% percentile intervals of a two-level bootstrap (benchmarks.intervals): each "
+    "replicate resamples the held-out items (the same items for both sides: paired) and, per method, its "
+    "seeds, so the seed-to-seed spread counts as well as the items'. **significant**: the interval excludes "
+    "0. The four skd comparisons above were fixed before the runs; the best baseline by mean is picked "
+    "after them and gives the relative gain only."
+)
+
+
+def _interval(v: dict | None) -> str:
+    """One comparison's cell: the difference, its interval, **significant** where that excludes 0."""
+    if not v or "unavailable" in v:
+        return "n/a"
+    low, high = v["ci95"]
+    if "significant" not in v:  # a results.json from before benchmarks.intervals: seeds averaged first
+        return f"{v['diff']:+.3f}, 95% CI {low:+.3f}..{high:+.3f} (items only: seeds not counted)"
+    mark = ", **significant**" if v["significant"] else ""
+    return f"{v['diff']:+.3f}, 95% CI {low:+.3f}..{high:+.3f}{mark}"
+
+
+def _gain(s: dict) -> str:
+    """skd's relative gain over the best baseline by mean, as the paper's table gives it."""
+    if (versus := s.get("skd_vs_best")) is None:
+        return "-"
+    best = s["methods"][versus["baseline"]]["metric"][0]
+    rel = f"{100 * versus['diff'] / best:+.0f}%" if best else "n/a"
+    return f"{rel} vs {versus['baseline']}"
+
+
+def _result(v: dict) -> str:
+    """A comparison in a sentence: its interval, or why there is none."""
+    return f"not available: {v['unavailable']}" if "unavailable" in v else _interval(v)
+
+
+def _versus_line(baseline: str, v: dict) -> str:
+    """One fixed comparison in a task's details: the interval, the items-only one beside it, the seeds."""
+    line = f"- {baseline}: {_result(v)}"
+    if "seeds_each" in v:
+        items_low, items_high = v["ci95_items"]
+        seeds = "; ".join(f"{m} seeds {', '.join(map(str, x))}" for m, x in v["seeds_each"].items())
+        line += f" (items only, seeds averaged first: {items_low:+.3f}..{items_high:+.3f}; {seeds})"
+        if any(len(x) == 1 for x in v["seeds_each"].values()):
+            line += "; a side with one seed: its seed-to-seed spread cannot enter"
+    return line
 
 
 def _task_lines(s: dict) -> list[str]:
@@ -493,12 +581,10 @@ def _task_lines(s: dict) -> list[str]:
     if versus := s.get("skd_vs"):
         lines += [
             "",
-            f"skd minus each baseline, {s['metric']} paired over the held-out items (mean over seeds):",
+            f"skd minus each baseline (fixed before the runs), {s['metric']} over the held-out items and the "
+            "seeds, 95% CI resampling both:",
         ]
-        lines += [
-            f"- {baseline}: {v['diff']:+.3f}, 95% CI {v['ci95'][0]:+.3f}..{v['ci95'][1]:+.3f}"
-            for baseline, v in versus.items()
-        ]
+        lines += [_versus_line(baseline, v) for baseline, v in versus.items()]
     if s["init"]:
         lines += ["", _detail(s["init"], s["metric"], "method (from the pruned, not warmed, student)")]
     if (long := s.get("budget", {})).get("methods"):
@@ -508,8 +594,7 @@ def _task_lines(s: dict) -> list[str]:
             lines += [
                 "",
                 f"At {long['steps']} steps, skd minus {baseline}, paired over the held-out items (seeds "
-                f"{', '.join(map(str, versus['seeds']))}): {versus['diff']:+.3f}, 95% CI "
-                f"{versus['ci95'][0]:+.3f}..{versus['ci95'][1]:+.3f}.",
+                f"{', '.join(map(str, versus['seeds']))}): {_result(versus)}.",
             ]
     return lines
 
@@ -533,12 +618,10 @@ def _ksweep_lines(s: dict) -> list[str]:
         wall = "-" if not row["wall_s"] else f"{row['wall_s']:.0f}"
         lines.append(f"| {k} | {mean_k} | {batch} | " + " | ".join(cells) + f" | {wall} |")
     for target, versus in s.get("target_vs_k25", {}).items():
-        low, high = versus["ci95"]
         lines += [
             "",
             f"skd with target_acceptance {target} minus skd at K=25, paired over the held-out items "
-            f"(seeds {', '.join(map(str, versus['seeds']))}): {versus['diff']:+.3f}, 95% CI "
-            f"{low:+.3f}..{high:+.3f}.",
+            f"(seeds {', '.join(map(str, versus['seeds']))}): {_result(versus)}.",
         ]
     return lines
 

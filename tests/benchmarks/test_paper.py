@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from benchmarks import paper
-from trainer.outputs.responses import write_responses
+from benchmarks.intervals import seed_item_bootstrap
+from trainer.outputs.responses import responses_path, write_responses
 
 
 def test_paired_bootstrap_of_a_constant_difference_is_that_difference():
@@ -88,24 +89,33 @@ def test_the_report_compares_skd_with_the_best_baseline_item_by_item(tmp_path):
     (tmp_path / "word_problems" / "methods" / "teacher.json").write_text(json.dumps({"exact_match": 0.75}))
     assert proto.best_baseline() == "supervised_kd"
     summary = paper.task_summary(proto)
-    versus = summary["skd_vs_best"]
-    skd_items = np.mean(per_method["skd"], axis=0)
-    best_items = np.mean(per_method["supervised_kd"], axis=0)
-    assert versus["baseline"] == "supervised_kd" and versus["items"] == 4
-    assert versus["diff"] == pytest.approx(float((skd_items - best_items).mean()))
-    assert versus["ci95"][0] <= versus["diff"] <= versus["ci95"][1]
-    assert set(summary["skd_vs"]) == set(paper.BASELINES)  # every baseline, not only the best
-    for baseline, each in summary["skd_vs"].items():
-        other = np.mean(per_method[baseline], axis=0)
-        assert each["diff"] == pytest.approx(float((skd_items - other).mean()))
-    assert summary["skd_vs"]["on_policy"]["ci95"][0] > 0  # skd beats an all-zero baseline on every resample
+    assert summary["skd_vs_best"] == {"baseline": "supervised_kd", "diff": pytest.approx(8 / 12 - 5 / 12)}
+    assert list(summary["skd_vs"]) == ["on_policy", "sft", "supervised_kd", "teacher_sampling"]  # fixed
+    for baseline, each in summary["skd_vs"].items():  # every baseline, not only the best
+        expected = np.mean(per_method["skd"]) - np.mean(per_method[baseline])
+        assert each["diff"] == pytest.approx(expected) and each["items"] == 4
+        assert each["seeds_each"] == {"skd": [0, 1, 2], baseline: [0, 1, 2]}
+        assert each["ci95"][0] <= each["diff"] <= each["ci95"][1]
+        # the interval is the seed-and-item one, on the [seeds, items] scores as written
+        skd_scores, other = np.array(per_method["skd"], float), np.array(per_method[baseline], float)
+        assert tuple(each["ci95"]) == pytest.approx(seed_item_bootstrap(skd_scores, other)[1:])
+        assert each["significant"] == (each["ci95"][0] > 0 or each["ci95"][1] < 0)
+    assert summary["skd_vs"]["on_policy"]["significant"]  # against an all-zero baseline
+    assert not summary["skd_vs"]["supervised_kd"]["significant"]  # +0.25 on 4 items and 3 seeds
     assert summary["methods"]["skd"]["metric"][0] == pytest.approx(8 / 12)
     assert summary["methods"]["skd"]["batch_acceptance"] == pytest.approx(0.5)
     assert summary["methods"]["skd"]["eval_s"] == pytest.approx(3.0)  # the evaluations' timed parts
     text = paper.render({"word_problems": summary})
     assert "| skd | 0.667 ± " in text and "tuned teacher (greedy) | 0.750" in text
-    assert "+60% vs supervised_kd" in text  # (8/12 - 5/12) / (5/12)
-    assert "- on_policy: +0.667, 95% CI" in text
+    assert "| skd vs the best baseline by mean (picked after the runs) | +60% vs supervised_kd |" in text
+    on_policy = summary["skd_vs"]["on_policy"]["ci95"]
+    assert f"| **skd minus on_policy** | +0.667, 95% CI {on_policy[0]:+.3f}..{on_policy[1]:+.3f}, " in text
+    for baseline in paper.COMPARISONS:  # all four in the table and in the details, marked where significant
+        (row,) = [line for line in text.splitlines() if line.startswith(f"| **skd minus {baseline}** |")]
+        (detail,) = [line for line in text.splitlines() if line.startswith(f"- {baseline}: ")]
+        marked = summary["skd_vs"][baseline]["significant"]
+        assert ("**significant**" in row) == marked and ("**significant**" in detail) == marked
+        assert f"skd seeds 0, 1, 2; {baseline} seeds 0, 1, 2" in detail
 
 
 def test_runs_from_the_warm_student_start_at_its_measured_evaluation(tmp_path):
@@ -186,3 +196,43 @@ def test_the_budget_axis_reports_skd_and_its_baseline_at_twice_the_steps_item_by
         f"At 60 steps, skd minus sft, paired over the held-out items (seeds 0): {expected.mean():+.3f}"
         in text
     )
+
+
+def test_a_comparison_without_per_item_responses_or_runs_says_so_and_the_report_goes_on(tmp_path):
+    """Runs copied without eval_responses/ (or a baseline not run) leave that comparison unavailable with
+    the reason, in results.json and summary.md; the other comparisons and the tables are still made."""
+    task = paper.TASKS["word_problems"]
+    proto = paper.Protocol("word_problems", tmp_path, quick=False, base_teacher=tmp_path / "teacher")
+    methods = tmp_path / "word_problems" / "methods"
+    for method, items in (("skd", [1, 1, 0, 1, 1, 1]), ("sft", [0, 1, 0, 0, 1, 0]), ("on_policy", [0] * 6)):
+        for seed in task.seeds[:2]:
+            _write_run(methods / method / f"seed{seed}", task.methods.steps, "exact_match", 0.0, items)
+    responses_path(methods / "sft" / "seed1", task.methods.steps).unlink()
+    out = tmp_path / "report"
+    out.mkdir()
+    text = paper.report([proto], out)
+    versus = json.loads((out / "results.json").read_text())["word_problems"]["skd_vs"]
+    assert "eval_responses" in versus["sft"]["unavailable"] and "seed1" in versus["sft"]["unavailable"]
+    assert versus["teacher_sampling"] == {"unavailable": "no finished teacher_sampling run at 30 steps"}
+    assert versus["supervised_kd"] == {"unavailable": "no finished supervised_kd run at 30 steps"}
+    assert versus["on_policy"]["diff"] == pytest.approx(5 / 6) and versus["on_policy"]["significant"]
+    assert "| **skd minus sft** | n/a |" in text and "| **skd minus teacher_sampling** | n/a |" in text
+    assert "- sft: not available: " in text and "needs every run's per-item held-out responses" in text
+    assert "- teacher_sampling: not available: no finished teacher_sampling run at 30 steps" in text
+    assert (out / "summary.md").read_text() == text
+
+
+@pytest.mark.parametrize(
+    "path", sorted(paper.ROOT.glob("docs/benchmarks/paper/*_results.json")), ids=lambda p: p.name
+)
+def test_the_committed_summaries_still_render_marked_as_items_only(path):
+    """The results.json files committed under docs/ predate the seed-and-item intervals (and hold no
+    per-item scores to make them): they render, their intervals marked as items only, none 'significant'."""
+    summaries = json.loads(path.read_text())
+    text = paper.render(summaries)
+    comparisons = [line for line in text.splitlines() if line.startswith(("| **skd minus", "- ", "At "))]
+    assert comparisons and not any("significant" in line for line in comparisons)
+    for s in summaries.values():
+        for baseline, v in s.get("skd_vs", {}).items():
+            low, high = v["ci95"]
+            assert f"- {baseline}: {v['diff']:+.3f}, 95% CI {low:+.3f}..{high:+.3f} (items only" in text

@@ -1,7 +1,8 @@
 """Tasks: the data the trainer distils on and the metrics it reports. Everything works offline.
 
 - registry   `Task` (prompt format, row parser, hub source, metric), `Example`, `TASKS`, `register`
-- builtin    chat, arithmetic, summarization, translation, gsm8k, dialogsum, flores, humaneval
+- builtin    chat, arithmetic, summarization, translation, gsm8k, dialogsum, varied_summaries, flores,
+             humaneval
 - rows       generic rows (prompt-only, prompt-completion, conversational) -> `Example`
 - loading    `load_examples(spec, split=, limit=, options=)`: embedded set, local files and saved datasets,
              hub datasets, `TASK[:CONFIG|:PATH]`; `hold_out`

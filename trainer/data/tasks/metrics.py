@@ -14,6 +14,8 @@ Names and scales (as `score_set` reports them):
 - `exact_match`, `answer_match`, `pass@1`: share of responses, 0-1.
 - `rouge1`, `rouge2`, `rougeL`: ROUGE-1/2/L F-measure (`rouge-score`, Porter stemming), 0-1, mean over the
   responses. Its tokenizer keeps only ASCII letters and digits: meant for English text.
+- `facts` (varied_summaries): share of the item's fact slots whose value the response states, 0-1;
+  its `rouge1`, `rouge2`, `rougeL` are each the best over the item's references.
 - `chrf++`, `bleu`: sacrebleu's corpus chrF++ (`CHRF(word_order=2)`) and BLEU (`BLEU()`: 13a tokens,
   exponential smoothing), on sacrebleu's customary 0-100 scale, the numbers its CLI and papers report.
 - `comet`: COMET system score (the mean of its segment scores; about 0-1 for the wmt22 models), only when
@@ -80,6 +82,37 @@ def rouge(example: Example, response: str) -> dict[str, float]:
         return {}
     scores = _rouge_scorer().score(example.reference, response)  # (target, prediction)
     return {name: scores[name].fmeasure for name in ROUGE_TYPES}
+
+
+def mentions(value: str, text: str) -> bool:
+    """`value` stated in `text` as whole words after `normalize` (case, punctuation and spacing aside):
+    "7 pm" is in "They come at 7 PM.", "2" is not in "12 people"."""
+    wanted = normalize(value)
+    return bool(wanted) and f" {wanted} " in f" {normalize(text)} "
+
+
+def summary_facts(example: Example, response: str) -> dict[str, float]:
+    """`rouge1`, `rouge2`, `rougeL`: for each, the best ROUGE F-measure over meta["references"] (else the
+    reference; rouge-score's `score_multi`), since several phrasings of one summary are all right; `facts`:
+    the share of meta["facts"] ({slot: value}) whose value, or one of meta["fact_variants"][slot] ("four"
+    for "4"), the response `mentions`, 0-1. Either is left out when the example has nothing to compare."""
+    from rouge_score.tokenize import tokenize
+
+    references = example.meta.get("references") or ([example.reference] if example.reference else [])
+    references = [r for r in references if tokenize(r, None)]
+    scores: dict[str, float] = {}
+    if references:
+        best = _rouge_scorer().score_multi(references, response)
+        scores.update({name: best[name].fmeasure for name in ROUGE_TYPES})
+    facts: dict[str, str] = example.meta.get("facts") or {}
+    accepted: dict[str, list[str]] = example.meta.get("fact_variants") or {}
+    if facts:
+        stated = [
+            any(mentions(v, response) for v in (value, *accepted.get(slot, ())))
+            for slot, value in facts.items()
+        ]
+        scores["facts"] = sum(stated) / len(stated)
+    return scores
 
 
 def no_metric(example: Example, response: str) -> dict[str, float]:
