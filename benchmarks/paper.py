@@ -52,8 +52,11 @@ from shared import reaper
 
 ROOT = compare.ROOT
 SETS = "trainer/data/prompt_sets"
-METHODS = ["sft", "supervised_kd", "teacher_sampling", "on_policy", "skd", "mixed"]
-BASELINES = [m for m in METHODS if m not in ("skd", "mixed")]  # mixed is SKD's own mix with sft
+# mixed_on_policy is the paper's `mixed` baseline (supervised_kd or on_policy per sequence); runs made
+# before issue 38 named SKD's own mix (supervised_kd or skd, now mixed_skd) `mixed`: shown as LEGACY rows
+METHODS = ["sft", "supervised_kd", "teacher_sampling", "on_policy", "skd", "mixed_on_policy"]
+BASELINES = [m for m in METHODS if m != "skd"]
+LEGACY = {"mixed": "mixed (supervised_kd or skd: mixed_skd)"}
 # The comparisons the report makes, fixed before the runs: skd minus each of these, every one reported with
 # its seed-and-item interval (benchmarks.intervals), whichever baseline turns out best.
 COMPARISONS = ("on_policy", "sft", "supervised_kd", "teacher_sampling")
@@ -496,9 +499,10 @@ def render(summaries: dict[str, dict]) -> str:
     head = " | ".join(f"{n} ({s['metric']})" for n, s in summaries.items())
     lines = ["# SKD against the baselines, the paper's protocol (benchmarks.paper)", ""]
     lines += [f"| method | {head} |", "|---" * (len(names) + 1) + "|"]
-    for method in METHODS:
+    legacy = [m for m in LEGACY if any(m in s["methods"] for s in summaries.values())]
+    for method in METHODS + legacy:
         cells = [_cell(s["methods"].get(method, {}).get("metric")) for s in summaries.values()]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append(f"| {LEGACY.get(method, method)} | " + " | ".join(cells) + " |")
     for baseline in COMPARISONS:  # fixed before the runs: every one, whichever turned out best
         cells = [_interval(s.get("skd_vs", {}).get(baseline)) for s in summaries.values()]
         lines.append(f"| **skd minus {baseline}** | " + " | ".join(cells) + " |")

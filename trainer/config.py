@@ -167,7 +167,8 @@ class RolloutConfig(BaseModel):
         description="A rollout method of trainer.methods.METHODS (or one your code registered there): skd "
         "(student drafts, teacher keeps its top-K and replaces the first miss), on_policy (K = vocab), "
         "teacher_sampling (K = 0), supervised_kd (teacher targets on references), sft (cross-entropy on "
-        "references), mixed (supervised_kd with probability mixed_lambda, else skd).",
+        "references), mixed_skd (supervised_kd with probability mixed_lambda, else skd), mixed_on_policy "
+        "(supervised_kd with probability mixed_lambda, else on_policy: the SKD paper's mixed baseline).",
     )
     top_k: int = Field(
         25,
@@ -179,7 +180,7 @@ class RolloutConfig(BaseModel):
         None,
         gt=0,
         lt=1,
-        description="skd/mixed: adapt K after every step so the train batch's acceptance (accepted / "
+        description="skd/mixed_skd: adapt K after every step so the train batch's acceptance (accepted / "
         "drafted tokens) holds near this, within [1, the teacher's max_logprobs] "
         "(trainer.rollout.acceptance_target). None: K stays top_k.",
     )
@@ -206,7 +207,9 @@ class RolloutConfig(BaseModel):
         description="Teacher replacement temperature (paper: 0.2); 0 or 0.01-2, as the server.",
     )
     teacher_top_p: float = Field(0.5, gt=0, le=1, description="Teacher replacement top-p (paper: 0.5).")
-    mixed_lambda: float = Field(0.5, ge=0, le=1, description="mixed: fraction of supervised_kd samples.")
+    mixed_lambda: float = Field(
+        0.5, ge=0, le=1, description="mixed_skd, mixed_on_policy: fraction of supervised_kd samples."
+    )
     num_rollout_actors: int = Field(
         1, ge=1, description="Ray actors generating rollouts, each with its own vLLM student engine."
     )

@@ -101,7 +101,9 @@ def check_before_work(cfg: RunConfig, checkpoint: Path | None) -> None:
 
     try:
         if cfg.target_acceptance is not None and not method(cfg.method).steers_k:
-            raise ValueError(f"target_acceptance adapts a top-K; method {cfg.method} has none (skd, mixed)")
+            raise ValueError(
+                f"target_acceptance adapts a top-K; method {cfg.method} has none (skd, mixed_skd)"
+            )
         method(cfg.method)
         task(cfg.task)
         check_available(cfg.report_to)

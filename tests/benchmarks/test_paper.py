@@ -75,7 +75,7 @@ def test_the_report_compares_skd_with_the_best_baseline_item_by_item(tmp_path):
         "teacher_sampling": [[0, 0, 1, 1], [0, 0, 0, 0], [1, 0, 0, 0]],
         "on_policy": [[0, 0, 0, 0]] * 3,
         "skd": [[1, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1]],
-        "mixed": [[1, 1, 1, 1]] * 3,  # not a baseline: SKD's own mix
+        "mixed_skd": [[1, 1, 1, 1]] * 3,  # not a baseline (SKD's own mix), nor one of the paper's methods
     }
     for method, seeds in per_method.items():
         for seed, items in zip(task.seeds, seeds):
@@ -162,8 +162,10 @@ def test_init_takes_a_named_baseline_or_the_best_finished_one(tmp_path):
     """`--baseline` names init's baseline when the methods stage's runs are elsewhere (or not run)."""
     args = paper.parse_args(["init", "--task", "word_problems", "--baseline", "sft", "--out", str(tmp_path)])
     assert args.baseline == "sft"
-    with pytest.raises(SystemExit):  # skd and mixed are not baselines
-        paper.parse_args(["init", "--baseline", "mixed"])
+    for not_a_baseline in ("skd", "mixed_skd", "mixed"):
+        with pytest.raises(SystemExit):
+            paper.parse_args(["init", "--baseline", not_a_baseline])
+    assert paper.parse_args(["init", "--baseline", "mixed_on_policy"]).baseline == "mixed_on_policy"
     proto = paper.Protocol("word_problems", tmp_path, quick=False, base_teacher=tmp_path / "teacher")
     with pytest.raises(SystemExit, match="run the methods stage first"):
         proto.best_baseline()

@@ -183,16 +183,16 @@ def _check_method(method: str, samples: list[Sample], reference_of) -> None:
         assert all(s.num_drafted == 0 for s in samples)
         assert {s.kind for s in samples} == {"kd" if method == "supervised_kd" else "sft"}
         assert all(not s.teacher_topk_ids for s in samples if s.kind == "sft")
-    elif method == "mixed":  # supervised KD with probability mixed_lambda, else SKD
-        by_method = {m: [s for s in samples if s.method == m] for m in ("supervised_kd", "skd")}
-        assert by_method["supervised_kd"] and by_method["skd"], [s.method for s in samples]
+    elif method == "mixed_on_policy":  # supervised KD with probability mixed_lambda, else on-policy KD
+        by_method = {m: [s for s in samples if s.method == m] for m in ("supervised_kd", "on_policy")}
+        assert by_method["supervised_kd"] and by_method["on_policy"], [s.method for s in samples]
         _check_method("supervised_kd", by_method["supervised_kd"], reference_of)
-        assert all(s.num_drafted > 0 for s in by_method["skd"])
-    assert {s.method for s in samples} <= {method, "supervised_kd", "skd"}
+        _check_method("on_policy", by_method["on_policy"], reference_of)
+    assert {s.method for s in samples} <= {method, "supervised_kd", "on_policy"}
 
 
-# supervised_kd runs (and is checked) as half of mixed
-@pytest.mark.parametrize("method", ["on_policy", "teacher_sampling", "sft", "mixed"])
+# supervised_kd runs (and is checked) as half of mixed_on_policy (mixed_skd routes the same way: test_methods)
+@pytest.mark.parametrize("method", ["on_policy", "teacher_sampling", "sft", "mixed_on_policy"])
 def test_each_method_trains_on_what_it_is_for(
     ray_cluster, tiny_models, teacher_server, tmp_path, trained_batches, method
 ):

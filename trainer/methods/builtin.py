@@ -112,10 +112,11 @@ class SFT(Method):
             s.response, s.done = list(s.prompt.reference_ids or []), True
 
 
-class Mixed(Method):
-    """The paper's mixed sampling baseline: supervised KD with probability `mixed_lambda`, else SKD."""
+class MixedSKD(Method):
+    """supervised_kd with probability `mixed_lambda`, else skd: the SKD paper's reference code's
+    `mixed_skd` (called `mixed` here before issue 38)."""
 
-    name = "mixed"
+    name = "mixed_skd"
     needs_reference = True
     steers_k = True
 
@@ -130,4 +131,20 @@ class Mixed(Method):
         return self.supervised if rng.random() < self.cfg.mixed_lambda else self.skd
 
 
-BUILTIN = (Speculative, OnPolicy, TeacherSampling, SupervisedKD, SFT, Mixed)
+class MixedOnPolicy(Method):
+    """supervised_kd with probability `mixed_lambda`, else on_policy: the SKD paper's `mixed` baseline
+    (its reference code's kd_type=mixed, GKD's mixture of fixed and student-generated outputs). No K: the
+    student's half is on-policy, not speculative."""
+
+    name = "mixed_on_policy"
+    needs_reference = True
+
+    def __init__(self, cfg: RunConfig):
+        super().__init__(cfg)
+        self.supervised, self.on_policy = SupervisedKD(cfg), OnPolicy(cfg)
+
+    def route(self, rng: np.random.Generator) -> Method:
+        return self.supervised if rng.random() < self.cfg.mixed_lambda else self.on_policy
+
+
+BUILTIN = (Speculative, OnPolicy, TeacherSampling, SupervisedKD, SFT, MixedSKD, MixedOnPolicy)

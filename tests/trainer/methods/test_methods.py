@@ -6,15 +6,28 @@ import numpy as np
 import pytest
 
 from trainer.config import RunConfig
-from trainer.methods import METHODS, ON_POLICY_K, InFlight, Speculative
-from trainer.methods.builtin import SupervisedKD
+from trainer.methods import METHODS, ON_POLICY_K, InFlight, Speculative, lookup
+from trainer.methods.builtin import OnPolicy, SupervisedKD
 from trainer.records import Prompt
 
 
 def test_registry_declares_what_each_method_needs_and_yields():
-    assert list(METHODS) == ["skd", "on_policy", "teacher_sampling", "supervised_kd", "sft", "mixed"]
+    assert list(METHODS) == [
+        "skd",
+        "on_policy",
+        "teacher_sampling",
+        "supervised_kd",
+        "sft",
+        "mixed_skd",
+        "mixed_on_policy",
+    ]
     assert all(cls.name == name for name, cls in METHODS.items())
-    assert {n for n, m in METHODS.items() if m.needs_reference} == {"supervised_kd", "sft", "mixed"}
+    assert {n for n, m in METHODS.items() if m.needs_reference} == {
+        "supervised_kd",
+        "sft",
+        "mixed_skd",
+        "mixed_on_policy",
+    }
     assert {n for n, m in METHODS.items() if m.sample_kind == "sft"} == {"sft"}
     cfg = RunConfig(top_k=7)
     assert METHODS["skd"](cfg).top_k == 7 and METHODS["on_policy"](cfg).top_k == ON_POLICY_K
@@ -38,24 +51,31 @@ def test_adaptive_gamma_follows_each_sequences_acceptance():
     assert RunConfig(gamma=5, adaptive_gamma=True, gamma_max=16).longest_draft == 16
 
 
-def test_mixed_hands_sequences_to_supervised_kd_or_skd():
+@pytest.mark.parametrize("name, other", [("mixed_skd", Speculative), ("mixed_on_policy", OnPolicy)])
+def test_a_mixed_method_hands_sequences_to_supervised_kd_or_its_other_method(name, other):
     rng = np.random.default_rng(0)
-    for lam, expected in ((0.0, Speculative), (1.0, SupervisedKD)):
-        mixed = METHODS["mixed"](RunConfig(method="mixed", mixed_lambda=lam))
+    for lam, expected in ((0.0, other), (1.0, SupervisedKD)):
+        mixed = METHODS[name](RunConfig(method=name, mixed_lambda=lam))
         assert all(type(mixed.route(rng)) is expected for _ in range(20))
-    mixed = METHODS["mixed"](RunConfig(method="mixed", mixed_lambda=0.3))
+    mixed = METHODS[name](RunConfig(method=name, mixed_lambda=0.3))
     routed = [mixed.route(rng).name for _ in range(2000)]
     assert routed.count("supervised_kd") / len(routed) == pytest.approx(0.3, abs=0.04)
+    assert set(routed) == {"supervised_kd", other.name}
     skd = METHODS["skd"](RunConfig())
     assert skd.route(rng) is skd
 
 
+def test_the_old_name_mixed_stops_naming_both_new_ones():
+    with pytest.raises(ValueError, match=r"mixed_skd .*what 'mixed' ran before.*mixed_on_policy"):
+        lookup("mixed")
+
+
 def test_the_methods_with_a_top_k_take_a_new_one_for_target_acceptance():
-    assert {n for n, m in METHODS.items() if m.steers_k} == {"skd", "mixed"}
+    assert {n for n, m in METHODS.items() if m.steers_k} == {"skd", "mixed_skd"}
     skd = METHODS["skd"](RunConfig(top_k=25))
     skd.set_top_k(3)
     assert skd.top_k == 3
-    mixed = METHODS["mixed"](RunConfig(method="mixed", mixed_lambda=0.0, top_k=25))
+    mixed = METHODS["mixed_skd"](RunConfig(method="mixed_skd", mixed_lambda=0.0, top_k=25))
     mixed.set_top_k(9)  # what it routes to SKD verifies under the new K
     assert mixed.route(np.random.default_rng(0)).top_k == 9
     with pytest.raises(ValueError, match="no top-K"):
