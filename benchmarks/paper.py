@@ -24,7 +24,8 @@ continues from its last checkpoint, as in benchmarks.compare):
 - report    `outputs/paper/summary.md` + `results.json`: the paper-shaped table (tasks as columns, methods
             as rows), skd minus each of the comparisons fixed before the runs (`COMPARISONS`: on_policy,
             sft, supervised_kd, teacher_sampling) with a 95% interval that resamples the held-out items
-            (paired) and each method's seeds (benchmarks.intervals) and "significant" where it excludes 0,
+            (paired) and each method's seeds (benchmarks.analysis.intervals) and "significant" where it
+            excludes 0,
             skd's relative gain over the best baseline by mean (as the paper gives it), per-method
             acceptance, KL, tokens trained and wall time, the init and budget axes, the K sweep, and plots
             over steps. The intervals read each run's per-item held-out responses (eval_responses/); where
@@ -47,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import compare
-from benchmarks.intervals import seed_item_bootstrap, significant
+from benchmarks.analysis.intervals import seed_item_bootstrap, significant
 from shared import reaper
 
 ROOT = compare.ROOT
@@ -58,7 +59,7 @@ METHODS = ["sft", "supervised_kd", "teacher_sampling", "on_policy", "skd", "mixe
 BASELINES = [m for m in METHODS if m != "skd"]
 LEGACY = {"mixed": "mixed (supervised_kd or skd: mixed_skd)"}
 # The comparisons the report makes, fixed before the runs: skd minus each of these, every one reported with
-# its seed-and-item interval (benchmarks.intervals), whichever baseline turns out best.
+# its seed-and-item interval (benchmarks.analysis.intervals), whichever baseline turns out best.
 COMPARISONS = ("on_policy", "sft", "supervised_kd", "teacher_sampling")
 
 
@@ -348,8 +349,9 @@ def seed_scores(runs: list[dict], step: int, metric: str) -> np.ndarray:
 
 def versus(a_runs: list[dict], b_runs: list[dict], step: int, metric: str, labels: tuple[str, str]) -> dict:
     """The runs `a_runs` (one method, its seeds) minus `b_runs` on the same held-out items: the difference,
-    its 95% interval resampling items (paired) and each side's seeds (benchmarks.intervals), whether that
-    excludes 0, and the items-only interval of the seed means beside it; or {"unavailable": why}."""
+    its 95% interval resampling items (paired) and each side's seeds (benchmarks.analysis.intervals),
+    whether that excludes 0, and the items-only interval of the seed means beside it; or
+    {"unavailable": why}."""
     if missing := [label for label, side in zip(labels, (a_runs, b_runs)) if not side]:
         return {"unavailable": f"no finished {' or '.join(missing)} run at {step} steps"}
     try:
@@ -521,7 +523,8 @@ def render(summaries: dict[str, dict]) -> str:
 
 
 INTERVALS = (
-    "The intervals are 95% percentile intervals of a two-level bootstrap (benchmarks.intervals): each "
+    "The intervals are 95% percentile intervals of a two-level bootstrap (benchmarks.analysis.intervals): "
+    "each "
     "replicate resamples the held-out items (the same items for both sides: paired) and, per method, its "
     "seeds, so the seed-to-seed spread counts as well as the items'. **significant**: the interval excludes "
     "0. The four skd comparisons above were fixed before the runs; the best baseline by mean is picked "
@@ -534,7 +537,9 @@ def _interval(v: dict | None) -> str:
     if not v or "unavailable" in v:
         return "n/a"
     low, high = v["ci95"]
-    if "significant" not in v:  # a results.json from before benchmarks.intervals: seeds averaged first
+    if (
+        "significant" not in v
+    ):  # a results.json from before benchmarks.analysis.intervals: seeds averaged first
         return f"{v['diff']:+.3f}, 95% CI {low:+.3f}..{high:+.3f} (items only: seeds not counted)"
     mark = ", **significant**" if v["significant"] else ""
     return f"{v['diff']:+.3f}, 95% CI {low:+.3f}..{high:+.3f}{mark}"

@@ -1,12 +1,13 @@
-"""benchmarks.intervals: the two-level (items x seeds) bootstrap of a difference between two methods. The
-expected values come from a plain paired item bootstrap written here, from counting, or from the data."""
+"""benchmarks.analysis.intervals: the two-level (items x seeds) bootstrap of a difference between two
+methods. The expected values come from a plain paired item bootstrap written here, from counting, or from
+the data."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from benchmarks.intervals import seed_item_bootstrap, significant
+from benchmarks.analysis.intervals import seed_item_bootstrap, significant
 
 
 def _items_only_bootstrap(a_items, b_items, n=10_000, seed=12345):

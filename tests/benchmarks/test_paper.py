@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks import paper
-from benchmarks.intervals import seed_item_bootstrap
+from benchmarks.analysis.intervals import seed_item_bootstrap
 from trainer.outputs.responses import responses_path, write_responses
 
 
