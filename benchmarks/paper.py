@@ -25,8 +25,7 @@ continues from its last checkpoint, as in benchmarks.compare):
             as rows), skd minus each of the comparisons fixed before the runs (`COMPARISONS`: on_policy,
             sft, supervised_kd, teacher_sampling) with a 95% interval that resamples the held-out items
             (paired) and each method's seeds (benchmarks.analysis.intervals) and "significant" where it
-            excludes 0,
-            skd's relative gain over the best baseline by mean (as the paper gives it), per-method
+            excludes 0, skd's relative gain over the best baseline by mean (as the paper gives it), per-method
             acceptance, KL, tokens trained and wall time, the init and budget axes, the K sweep, and plots
             over steps. The intervals read each run's per-item held-out responses (eval_responses/); where
             those are missing the comparison says so instead.
@@ -524,11 +523,10 @@ def render(summaries: dict[str, dict]) -> str:
 
 INTERVALS = (
     "The intervals are 95% percentile intervals of a two-level bootstrap (benchmarks.analysis.intervals): "
-    "each "
-    "replicate resamples the held-out items (the same items for both sides: paired) and, per method, its "
-    "seeds, so the seed-to-seed spread counts as well as the items'. **significant**: the interval excludes "
-    "0. The four skd comparisons above were fixed before the runs; the best baseline by mean is picked "
-    "after them and gives the relative gain only."
+    "each replicate resamples the held-out items (the same items for both sides: paired) and, per method, "
+    "its seeds, so the seed-to-seed spread counts as well as the items'. **significant**: the interval "
+    "excludes 0. The four skd comparisons above were fixed before the runs; the best baseline by mean is "
+    "picked after them and gives the relative gain only."
 )
 
 
@@ -537,9 +535,7 @@ def _interval(v: dict | None) -> str:
     if not v or "unavailable" in v:
         return "n/a"
     low, high = v["ci95"]
-    if (
-        "significant" not in v
-    ):  # a results.json from before benchmarks.analysis.intervals: seeds averaged first
+    if "significant" not in v:  # a results.json from before the seed-and-item intervals: seeds averaged
         return f"{v['diff']:+.3f}, 95% CI {low:+.3f}..{high:+.3f} (items only: seeds not counted)"
     mark = ", **significant**" if v["significant"] else ""
     return f"{v['diff']:+.3f}, 95% CI {low:+.3f}..{high:+.3f}{mark}"
